@@ -1,0 +1,43 @@
+# Every developer command lives here. `make serve` and `make test` also install
+# everything they need into .venv on first use.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-stamp
+
+.PHONY: install serve test test-fast lint format types bench clean
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+## Start the server on the embedded default (SQLite in ./convmem-data).
+serve: $(STAMP)
+	$(VENV)/bin/convmem serve
+
+## Lint, type-check and run the whole test suite (SQLite + PostgreSQL when reachable).
+test: $(STAMP)
+	$(VENV)/bin/ruff format --check src tests bench
+	$(VENV)/bin/ruff check src tests bench
+	$(VENV)/bin/mypy
+	$(PY) -m pytest -q
+
+test-fast: $(STAMP)
+	$(PY) -m pytest -q -x -k "not postgresql"
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff format src tests bench
+	$(VENV)/bin/ruff check --fix src tests bench
+
+types: $(STAMP)
+	$(VENV)/bin/mypy
+
+bench: $(STAMP)
+	$(PY) bench/profiles.py
+
+clean:
+	rm -rf $(VENV) convmem-data .pytest_cache .mypy_cache .ruff_cache

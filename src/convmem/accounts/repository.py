@@ -1,0 +1,27 @@
+from __future__ import annotations
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from convmem.accounts.models import Account, ApiKey
+
+
+def get_account(session: Session, sid: str) -> Account | None:
+    return session.get(Account, sid)
+
+
+def get_api_key(session: Session, sid: str) -> ApiKey | None:
+    return session.get(ApiKey, sid)
+
+
+def list_accounts(session: Session) -> list[Account]:
+    return list(session.scalars(select(Account).order_by(Account.created_at)))
+
+
+def count_accounts(session: Session) -> int:
+    return len(session.scalars(select(Account.sid).limit(1)).all())
+
+
+def add(session: Session, row: Account | ApiKey) -> None:
+    session.add(row)
+    session.flush()

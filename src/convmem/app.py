@@ -1,0 +1,136 @@
+"""The ASGI application: routers, error handlers, middleware, lifespan."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Sequence
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from sqlalchemy import text
+from starlette.exceptions import HTTPException
+from starlette.middleware.gzip import GZipMiddleware
+from starlette.responses import Response
+
+from convmem.identity.endpoints import router as identity_router
+from convmem.kit.context import AppContext
+from convmem.kit.db import Database
+from convmem.kit.errors import ConvmemError, error_body
+from convmem.kit.http import JSONResponse
+from convmem.kit.middleware import ObservabilityMiddleware, RequestBodyMiddleware
+from convmem.operations.endpoints import router as operations_router
+from convmem.operations.worker import WorkerPool
+from convmem.settings import Settings
+from convmem.stores.endpoints import router as stores_router
+from convmem.traits.endpoints import router as traits_router
+
+log = logging.getLogger("convmem")
+
+# Twilio's generic codes for HTTP errors raised outside our own error classes.
+_HTTP_CODES = {400: 400, 401: 20003, 403: 20403, 404: 20404, 405: 20405, 409: 20409, 413: 20413}
+
+
+def describe_validation_errors(errors: Sequence[Any]) -> str:
+    """One readable sentence naming each offending field and the rule it broke."""
+    parts = []
+    for error in list(errors)[:5]:
+        loc = [str(p) for p in error.get("loc", ())]
+        where = {
+            "body": "body",
+            "query": "query parameter",
+            "path": "path parameter",
+            "header": "header",
+        }.get(loc[0] if loc else "", "request")
+        field = ".".join(loc[1:])
+        message = error.get("msg", "invalid")
+        if error.get("type") == "json_invalid":
+            message = f"invalid JSON ({error.get('ctx', {}).get('error', 'decode error')})"
+            field = ""
+        elif error.get("type") == "extra_forbidden":
+            message = "unknown field"
+        parts.append(f"{where} {field}: {message}" if field else f"{where}: {message}")
+    more = len(errors) - 5
+    suffix = f" (and {more} more)" if more > 0 else ""
+    return "Invalid request: " + "; ".join(parts) + suffix
+
+
+def _error_response(
+    status: int, code: int, message: str, headers: dict[str, str] | None = None
+) -> JSONResponse:
+    return JSONResponse(error_body(status, code, message), status_code=status, headers=headers)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(ConvmemError)
+    async def convmem_error(_: Request, exc: ConvmemError) -> JSONResponse:
+        return _error_response(exc.status, exc.code, exc.message, exc.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
+        return _error_response(400, 520046, describe_validation_errors(exc.errors()))
+
+    @app.exception_handler(HTTPException)
+    async def http_error(_: Request, exc: HTTPException) -> JSONResponse:
+        code = _HTTP_CODES.get(exc.status_code, exc.status_code)
+        message = exc.detail if isinstance(exc.detail, str) else "Request failed"
+        if exc.status_code == 404 and message == "Not Found":
+            message = "The requested resource was not found"
+        return _error_response(exc.status_code, code, message, dict(exc.headers or {}))
+
+    @app.exception_handler(Exception)
+    async def unexpected(_: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error", exc_info=exc)
+        return _error_response(500, 20500, "Internal Server Error")
+
+
+def create_app(
+    settings: Settings, *, db: Database | None = None, run_workers: bool = False
+) -> FastAPI:
+    database = db or Database(settings.resolved_database_url)
+    ctx = AppContext(settings=settings, db=database)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        pool = WorkerPool(database, settings) if run_workers else None
+        if pool:
+            pool.start()
+        try:
+            yield
+        finally:
+            if pool:
+                pool.shutdown()
+
+    app = FastAPI(
+        title="convmem",
+        version="1.0",
+        lifespan=lifespan,
+        docs_url="/docs",
+        redoc_url=None,
+        default_response_class=JSONResponse,
+    )
+    app.state.ctx = ctx
+    install_error_handlers(app)
+    app.add_middleware(GZipMiddleware, minimum_size=1024)
+    app.add_middleware(RequestBodyMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(ObservabilityMiddleware, access_log=settings.access_log)
+
+    @app.get("/healthz", include_in_schema=False)
+    def healthz() -> Response:
+        try:
+            with database.engine.connect() as conn:
+                conn.execute(text("SELECT 1"))
+        except Exception:
+            log.exception("health check failed")
+            return _error_response(503, 20503, "Database unavailable")
+        return JSONResponse({"status": "ok"})
+
+    @app.get("/metrics", include_in_schema=False)
+    def metrics() -> Response:
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+    for router in (stores_router, identity_router, traits_router, operations_router):
+        app.include_router(router)
+    return app

@@ -1,0 +1,47 @@
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+
+from convmem.identity import service
+from convmem.identity.schemas import IdentityResolutionSettingsIn, settings_json
+from convmem.kit.http import JSONResponse, SessionDep, accepted, expected_version, make_etag
+from convmem.stores.endpoints import IfMatch, StoreDep
+
+router = APIRouter(
+    prefix="/v1/ControlPlane/Stores/{storeId}/IdentityResolutionSettings",
+    tags=["IdentityResolutionSettings"],
+)
+
+
+def _etag_id(store_id: str) -> str:
+    return f"{store_id}/IdentityResolutionSettings"
+
+
+@router.get("")
+def fetch_settings(store: StoreDep, session: SessionDep) -> JSONResponse:
+    row = service.get(session, store_id=store.id)
+    return JSONResponse(
+        settings_json(row), headers={"ETag": make_etag(_etag_id(store.id), row.version)}
+    )
+
+
+@router.put("")
+def update_settings(
+    body: IdentityResolutionSettingsIn,
+    store: StoreDep,
+    request: Request,
+    session: SessionDep,
+    if_match: IfMatch = None,
+) -> JSONResponse:
+    op = service.replace(
+        session,
+        store=store,
+        data=body,
+        expected_version=expected_version(if_match, _etag_id(store.id)),
+    )
+    return accepted(
+        request,
+        operation_id=op.id,
+        message="Identity Resolution Settings accepted for processing.",
+        done=True,
+    )

@@ -1,0 +1,1 @@
+"""Shared plumbing: database, errors, ids, pagination, auth, HTTP helpers."""

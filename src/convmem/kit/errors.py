@@ -1,0 +1,194 @@
+"""Every error the API answers, rendered in one JSON shape by one handler.
+
+    ConvmemError                      (status, Twilio code)
+    ├── BadRequest                    400  400
+    │   ├── ValidationFailed          400  520046
+    │   ├── MalformedStoreId          400  520049
+    │   ├── MalformedOperationId      400  520051
+    │   ├── StoreLimitExceeded        400  520044
+    │   ├── TraitGroupLimitExceeded   400  520053
+    │   └── TraitLimitExceeded        400  520054
+    ├── Unauthorized                  401  20003
+    ├── NotFound                      404  20404
+    │   ├── StoreNotFound             404  520041
+    │   ├── TraitGroupNotFound        404  520047
+    │   ├── DataMappingNotFound       404  520048
+    │   └── OperationNotFound         404  520052
+    ├── MethodNotAllowed              405  20405
+    ├── Conflict                      409  20409
+    │   ├── StoreNotActive            409  520042
+    │   ├── StoreNameTaken            409  520045
+    │   ├── ProtectedResource         409  520050
+    │   ├── TraitGroupExists          409  520055
+    │   └── TraitGroupInUse           409  20409
+    ├── PreconditionFailed            412  520043
+    ├── PayloadTooLarge               413  20413
+    ├── UnsupportedMediaType          415  20415
+    ├── TooManyRequests               429  20429   (+ Retry-After)
+    └── InternalError                 500  20500
+
+Body: {"code": int, "message": str, "more_info": url, "status": int}.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+MORE_INFO = "https://www.twilio.com/docs/api/errors/{code}"
+
+
+class ConvmemError(Exception):
+    status: ClassVar[int] = 500
+    code: ClassVar[int] = 20500
+    default_message: ClassVar[str] = "Internal Server Error"
+
+    def __init__(self, message: str | None = None, *, headers: dict[str, str] | None = None):
+        self.message = message or self.default_message
+        self.headers = headers or {}
+        super().__init__(self.message)
+
+    def body(self) -> dict[str, object]:
+        return error_body(self.status, self.code, self.message)
+
+
+def error_body(status: int, code: int, message: str) -> dict[str, object]:
+    return {
+        "code": code,
+        "message": message,
+        "more_info": MORE_INFO.format(code=code),
+        "status": status,
+    }
+
+
+class BadRequest(ConvmemError):
+    status = 400
+    code = 400
+    default_message = "Failed to complete request due to a bad request"
+
+
+class ValidationFailed(BadRequest):
+    code = 520046
+    default_message = "Request failed schema validation"
+
+
+class MalformedStoreId(BadRequest):
+    code = 520049
+    default_message = "Malformed store id"
+
+
+class MalformedOperationId(BadRequest):
+    code = 520051
+    default_message = "Malformed operation id"
+
+
+class StoreLimitExceeded(BadRequest):
+    code = 520044
+    default_message = "Store limit per account exceeded"
+
+
+class TraitGroupLimitExceeded(BadRequest):
+    code = 520053
+    default_message = "Trait group limit per store exceeded"
+
+
+class TraitLimitExceeded(BadRequest):
+    code = 520054
+    default_message = "Trait limit per trait group exceeded"
+
+
+class Unauthorized(ConvmemError):
+    status = 401
+    code = 20003
+    default_message = "Failed to complete request due to lack of authentication credentials"
+
+
+class NotFound(ConvmemError):
+    status = 404
+    code = 20404
+    default_message = "Not Found"
+
+
+class StoreNotFound(NotFound):
+    code = 520041
+    default_message = "Memory Store not found"
+
+
+class TraitGroupNotFound(NotFound):
+    code = 520047
+    default_message = "Trait group not found"
+
+
+class DataMappingNotFound(NotFound):
+    code = 520048
+    default_message = "Data mapping not found"
+
+
+class OperationNotFound(NotFound):
+    code = 520052
+    default_message = "Operation not found"
+
+
+class MethodNotAllowed(ConvmemError):
+    status = 405
+    code = 20405
+    default_message = "Method not allowed"
+
+
+class Conflict(ConvmemError):
+    status = 409
+    code = 20409
+    default_message = "Conflict"
+
+
+class StoreNotActive(Conflict):
+    code = 520042
+    default_message = "Memory Store is not active"
+
+
+class StoreNameTaken(Conflict):
+    code = 520045
+    default_message = "A Memory Store with this displayName already exists"
+
+
+class ProtectedResource(Conflict):
+    code = 520050
+    default_message = "Protected resource cannot be changed"
+
+
+class TraitGroupExists(Conflict):
+    code = 520055
+    default_message = "Trait group already exists"
+
+
+class TraitGroupInUse(Conflict):
+    default_message = "Trait group is referenced by a data mapping"
+
+
+class PreconditionFailed(ConvmemError):
+    status = 412
+    code = 520043
+    default_message = "If-Match does not match the current ETag of the resource"
+
+
+class PayloadTooLarge(ConvmemError):
+    status = 413
+    code = 20413
+    default_message = "Request body too large"
+
+
+class UnsupportedMediaType(ConvmemError):
+    status = 415
+    code = 20415
+    default_message = "Unsupported Content-Encoding"
+
+
+class TooManyRequests(ConvmemError):
+    status = 429
+    code = 20429
+    default_message = (
+        "Too many requests. Please retry according to the Retry-After response header."
+    )
+
+
+class InternalError(ConvmemError):
+    pass

@@ -1,0 +1,45 @@
+"""TypeID identifiers: `<prefix>_` + a UUIDv7 in lowercase Crockford base32.
+
+UUIDv7 puts the creation time first, so ids sort by creation time and the
+smallest id of a set is the earliest.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Final
+
+import uuid_utils
+from typeid import _base32
+
+STORE: Final = "mem_store"
+SERVICE: Final = "mem_service"  # accepted as a store id (older docs)
+PROFILE: Final = "mem_profile"
+DATA_MAPPING: Final = "mem_datamapping"
+IMPORT: Final = "mem_import"
+OBSERVATION: Final = "mem_observation"
+SUMMARY: Final = "mem_summary"
+OPERATION: Final = "mem_operation"
+# Internal sort keys of rows that have no public id (trait groups, traits).
+ROW: Final = "row"
+
+_SUFFIX = "[0-7][0-9abcdefghjkmnpqrstvwxyz]{25}"
+
+
+def new_id(prefix: str) -> str:
+    # uuid_utils' uuid7 is monotonic within a process, so ids made in the same
+    # millisecond still sort in creation order.
+    return f"{prefix}_{_base32.encode(uuid_utils.uuid7().bytes)}"
+
+
+def matcher(*prefixes: str) -> re.Pattern[str]:
+    return re.compile(rf"^(?:{'|'.join(map(re.escape, prefixes))})_{_SUFFIX}$")
+
+
+STORE_ID = matcher(STORE, SERVICE)
+OPERATION_ID = matcher(OPERATION)
+PROFILE_ID = matcher(PROFILE)
+
+
+def is_valid(pattern: re.Pattern[str], value: str) -> bool:
+    return pattern.match(value) is not None

@@ -1,0 +1,142 @@
+"""Keyset pagination with opaque page tokens.
+
+A token records the sort order, the direction (next or previous page) and the
+key of the row it continues from, base64url-encoded. Pages are read with
+`key > k` / `key < k` on an indexed, creation-ordered key, so deep pages cost
+the same as the first.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Annotated, Any, Generic, Literal, TypeVar
+
+import orjson
+from fastapi import Depends, Query
+from sqlalchemy import ColumnElement, Select
+from sqlalchemy.orm import Session
+
+from convmem.kit.errors import ValidationFailed
+
+Order = Literal["ASC", "DESC"]
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+@dataclass(frozen=True)
+class PageRequest:
+    page_size: int
+    order: Order
+    key: str | None = None
+    backwards: bool = False
+
+
+@dataclass(frozen=True)
+class Page(Generic[T]):
+    items: list[T]
+    next_token: str | None
+    previous_token: str | None
+
+    def meta(self, key: str) -> dict[str, Any]:
+        meta: dict[str, Any] = {"key": key, "pageSize": len(self.items)}
+        if self.next_token:
+            meta["nextToken"] = self.next_token
+        if self.previous_token:
+            meta["previousToken"] = self.previous_token
+        return meta
+
+
+def encode_token(order: Order, key: str, *, backwards: bool) -> str:
+    raw = orjson.dumps({"o": order, "k": key, "b": backwards})
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+
+def decode_token(token: str) -> tuple[Order, str, bool]:
+    try:
+        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
+        data = orjson.loads(raw)
+        order, key, backwards = data["o"], data["k"], data["b"]
+    except (binascii.Error, ValueError, KeyError, TypeError) as exc:
+        raise ValidationFailed("Invalid pageToken: not a token issued by this server") from exc
+    if order not in ("ASC", "DESC") or not isinstance(key, str) or not isinstance(backwards, bool):
+        raise ValidationFailed("Invalid pageToken: not a token issued by this server")
+    return order, key, backwards
+
+
+def page_request(page_size: int, page_token: str | None, order_by: str | None) -> PageRequest:
+    order: Order
+    if order_by is None:
+        order = "DESC"
+    elif order_by.upper() in ("ASC", "DESC"):
+        order = "ASC" if order_by.upper() == "ASC" else "DESC"
+    else:
+        raise ValidationFailed(f"Invalid orderBy '{order_by}': must be ASC or DESC")
+    if not page_token:
+        return PageRequest(page_size, order)
+    token_order, key, backwards = decode_token(page_token)
+    if order_by is not None and token_order != order:
+        raise ValidationFailed(
+            f"Invalid pageToken: it continues a listing ordered {token_order}, not {order}"
+        )
+    return PageRequest(page_size, token_order, key, backwards)
+
+
+PageToken = Annotated[str | None, Query(alias="pageToken", max_length=4096)]
+OrderBy = Annotated[str | None, Query(alias="orderBy")]
+
+
+def control_plane_page(
+    page_size: Annotated[int, Query(alias="pageSize", ge=1, le=100)] = 50,
+    page_token: PageToken = None,
+    order_by: OrderBy = None,
+) -> PageRequest:
+    return page_request(page_size, page_token, order_by)
+
+
+def data_plane_page(
+    page_size: Annotated[int, Query(alias="pageSize", ge=1, le=1000)] = 50,
+    page_token: PageToken = None,
+    order_by: OrderBy = None,
+) -> PageRequest:
+    return page_request(page_size, page_token, order_by)
+
+
+# pageSize is at most 100 on control-plane lists and 1000 on data-plane lists.
+ControlPlanePage = Annotated[PageRequest, Depends(control_plane_page)]
+DataPlanePage = Annotated[PageRequest, Depends(data_plane_page)]
+
+
+def paginate(
+    session: Session,
+    stmt: Select[Any],
+    key: ColumnElement[str],
+    request: PageRequest,
+    *,
+    key_of: Callable[[R], str],
+    scalars: bool = True,
+) -> Page[R]:
+    """Run `stmt` one page at a time, ordered by the unique, sortable `key`."""
+    ascending = (request.order == "ASC") != request.backwards
+    if request.key is not None:
+        stmt = stmt.where(key > request.key if ascending else key < request.key)
+    stmt = stmt.order_by(key.asc() if ascending else key.desc()).limit(request.page_size + 1)
+    rows: Sequence[Any] = session.scalars(stmt).all() if scalars else session.execute(stmt).all()
+    more = len(rows) > request.page_size
+    items: list[R] = list(rows[: request.page_size])
+    if request.backwards:
+        items.reverse()
+    if not items:
+        return Page(items, None, None)
+    first, last = key_of(items[0]), key_of(items[-1])
+    if request.backwards:
+        has_next, has_previous = True, more
+    else:
+        has_next, has_previous = more, request.key is not None
+    return Page(
+        items,
+        encode_token(request.order, last, backwards=False) if has_next else None,
+        encode_token(request.order, first, backwards=True) if has_previous else None,
+    )

@@ -1,0 +1,19 @@
+"""Imports every domain's models so `Base.metadata` knows all tables."""
+
+from convmem.accounts.models import Account, ApiKey
+from convmem.identity.models import IdentityResolutionSettings
+from convmem.kit.db import Base
+from convmem.operations.models import Operation
+from convmem.stores.models import Store
+from convmem.traits.models import TraitDefinition, TraitGroup
+
+__all__ = [
+    "Account",
+    "ApiKey",
+    "Base",
+    "IdentityResolutionSettings",
+    "Operation",
+    "Store",
+    "TraitDefinition",
+    "TraitGroup",
+]

@@ -1,0 +1,24 @@
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+
+from convmem.kit.auth import AccountSid
+from convmem.kit.http import JSONResponse, SessionDep, base_url
+from convmem.operations import service, status
+from convmem.operations.schemas import operation_status
+
+router = APIRouter(prefix="/v1/ControlPlane/Operations", tags=["Operations"])
+
+
+@router.get("/{operationId}")
+def fetch_operation(
+    operationId: str, request: Request, session: SessionDep, account_sid: AccountSid
+) -> JSONResponse:
+    op = service.get(session, account_sid=account_sid, operation_id=operationId)
+    return JSONResponse(
+        operation_status(op, base_url=base_url(request)),
+        headers={
+            "Operation-Id": op.id,
+            "Retry-After": "0" if op.status in status.TERMINAL else "1",
+        },
+    )

@@ -1,0 +1,25 @@
+from __future__ import annotations
+
+from typing import Any
+
+from convmem.kit.schemas import timestamp
+from convmem.operations import status
+from convmem.operations.models import Operation
+
+
+def operation_status(op: Operation, *, base_url: str) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "operationId": op.id,
+        "status": op.status,
+        "createdAt": timestamp(op.created_at),
+        "statusUrl": f"{base_url}/v1/ControlPlane/Operations/{op.id}",
+    }
+    if op.completed_at is not None and op.status in status.TERMINAL:
+        body["completedAt"] = timestamp(op.completed_at)
+    if op.status == status.COMPLETED and op.result:
+        body["result"] = op.result
+        if op.result_path:
+            body["resultUrl"] = base_url + op.result_path
+    if op.status == status.FAILED and op.error:
+        body["error"] = op.error
+    return body

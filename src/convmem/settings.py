@@ -1,0 +1,97 @@
+"""The one settings class. Every field is a `CONVMEM_*` environment variable.
+
+Each field's description is the user-facing documentation; a test checks that
+every setting is listed in the README.
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="CONVMEM_", extra="ignore")
+
+    data_dir: Path = Field(
+        Path("./convmem-data"),
+        description="Directory for the embedded SQLite database and uploaded files.",
+    )
+    database_url: str | None = Field(
+        None,
+        description="SQLAlchemy URL of the database. Default: SQLite file `convmem.db` in the "
+        "data directory. `postgresql://user@host/db` selects PostgreSQL (psycopg 3).",
+    )
+    host: str = Field("127.0.0.1", description="Interface `convmem serve` listens on.")
+    port: int = Field(8000, description="Port `convmem serve` listens on.")
+    public_url: str | None = Field(
+        None,
+        description="Base URL clients reach the server at, used in `statusUrl`/`Location`. "
+        "Default: taken from each request.",
+    )
+    account_sid: str | None = Field(
+        None, description="With `CONVMEM_AUTH_TOKEN`: this account exists with this token."
+    )
+    auth_token: str | None = Field(
+        None, description="Auth token for `CONVMEM_ACCOUNT_SID` (stored hashed)."
+    )
+    run_workers: bool = Field(
+        True, description="`convmem serve` also runs background workers in-process."
+    )
+    worker_threads: int = Field(1, ge=1, description="Worker threads per worker process.")
+    job_lease_seconds: float = Field(
+        30.0, gt=0, description="A claimed job not heartbeated for this long is taken over."
+    )
+    job_poll_seconds: float = Field(
+        0.5, gt=0, description="How often an idle worker looks for new jobs."
+    )
+    job_max_attempts: int = Field(
+        5, ge=1, description="Attempts before a failing job is marked FAILED."
+    )
+    job_backoff_seconds: float = Field(
+        2.0, ge=0, description="First retry delay; doubles per attempt (capped at 5 minutes)."
+    )
+    job_batch_size: int = Field(
+        500, ge=1, description="Rows per transaction in background jobs (deletes, imports)."
+    )
+    max_stores_per_account: int = Field(15, ge=1, description="Store limit per account.")
+    max_body_bytes: int = Field(
+        10 * 1024 * 1024,
+        ge=1024,
+        description="Largest request body accepted, measured after gzip/deflate decompression.",
+    )
+    rate_limit_per_second: float = Field(
+        0.0,
+        ge=0,
+        description="Requests per second allowed per credential (0 turns rate limiting off). "
+        "Counted per server process.",
+    )
+    rate_limit_burst: int = Field(
+        50, ge=1, description="Requests a credential may send at once before the rate applies."
+    )
+    credential_cache_seconds: float = Field(
+        60.0,
+        ge=0,
+        description="How long a verified credential is trusted without a database look-up.",
+    )
+    log_level: str = Field("INFO", description="Log level (DEBUG, INFO, WARNING, ERROR).")
+    log_format: str = Field("json", description="`json` (one object per line) or `console`.")
+    access_log: bool = Field(True, description="Log one line per HTTP request.")
+
+    @cached_property
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            url = self.database_url
+            # Plain postgres URLs mean psycopg 3, the only PostgreSQL driver we ship.
+            for prefix in ("postgresql://", "postgres://"):
+                if url.startswith(prefix):
+                    return "postgresql+psycopg://" + url[len(prefix) :]
+            return url
+        return f"sqlite:///{(self.data_dir / 'convmem.db').resolve()}"
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.resolved_database_url.startswith("sqlite")

@@ -1,0 +1,82 @@
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Header, Request
+
+from convmem.kit.auth import AccountSid
+from convmem.kit.http import JSONResponse, SessionDep, accepted, expected_version, make_etag
+from convmem.kit.pagination import ControlPlanePage
+from convmem.stores import service
+from convmem.stores.models import Store
+from convmem.stores.schemas import StoreCreate, StorePatch, store_json
+
+router = APIRouter(prefix="/v1/ControlPlane/Stores", tags=["Store"])
+
+
+def current_store(storeId: str, session: SessionDep, account_sid: AccountSid) -> Store:
+    return service.get(session, account_sid=account_sid, store_id=storeId)
+
+
+StoreDep = Annotated[Store, Depends(current_store)]
+IfMatch = Annotated[str | None, Header(alias="If-Match", max_length=100)]
+
+
+@router.get("")
+def list_stores(
+    session: SessionDep, account_sid: AccountSid, page: ControlPlanePage
+) -> JSONResponse:
+    result = service.list_ids(session, account_sid=account_sid, page=page)
+    return JSONResponse({"stores": result.items, "meta": result.meta("stores")})
+
+
+@router.post("")
+def create_store(
+    body: StoreCreate, request: Request, session: SessionDep, account_sid: AccountSid
+) -> JSONResponse:
+    max_stores = request.app.state.ctx.settings.max_stores_per_account
+    _, op = service.create(session, account_sid=account_sid, data=body, max_stores=max_stores)
+    return accepted(
+        request,
+        operation_id=op.id,
+        message="Memory Store creation accepted for processing.",
+        done=True,
+    )
+
+
+@router.get("/{storeId}")
+def fetch_store(store: StoreDep) -> JSONResponse:
+    return JSONResponse(store_json(store), headers={"ETag": make_etag(store.id, store.version)})
+
+
+@router.patch("/{storeId}")
+def patch_store(
+    store: StoreDep,
+    request: Request,
+    session: SessionDep,
+    if_match: IfMatch = None,
+    body: StorePatch | None = None,
+) -> JSONResponse:
+    op = service.update(
+        session,
+        store=store,
+        data=body or StorePatch(),
+        expected_version=expected_version(if_match, store.id),
+    )
+    return accepted(
+        request,
+        operation_id=op.id,
+        message="Memory Store update request accepted for processing.",
+        done=True,
+    )
+
+
+@router.delete("/{storeId}")
+def delete_store(store: StoreDep, request: Request, session: SessionDep) -> JSONResponse:
+    op = service.delete(session, store=store)
+    return accepted(
+        request,
+        operation_id=op.id,
+        message="Memory Store deletion request accepted for processing.",
+        done=False,
+    )

@@ -1,0 +1,36 @@
+from __future__ import annotations
+
+import datetime as dt
+
+from sqlalchemy import Index, String, text
+from sqlalchemy.orm import Mapped, mapped_column
+
+from convmem.kit.db import Base, UTCDateTime
+
+ACTIVE = "ACTIVE"
+
+
+class Store(Base):
+    __tablename__ = "stores"
+    __table_args__ = (
+        # A deleted store frees its name at once, while its data is purged.
+        Index(
+            "uq_stores_account_sid_display_name",
+            "account_sid",
+            "display_name",
+            unique=True,
+            sqlite_where=text("deleted_at IS NULL"),
+            postgresql_where=text("deleted_at IS NULL"),
+        ),
+        Index("ix_stores_account_sid_id", "account_sid", "id"),
+    )
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    account_sid: Mapped[str] = mapped_column(String(34))
+    display_name: Mapped[str] = mapped_column(String(64))
+    description: Mapped[str | None] = mapped_column(String(128))
+    status: Mapped[str] = mapped_column(String(16))
+    version: Mapped[int] = mapped_column(default=1)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    deleted_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)

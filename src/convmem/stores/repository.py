@@ -1,0 +1,112 @@
+"""All SQL of stores, including the purge of a deleted store's data."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import Select, Table, delete, func, select, tuple_, update
+from sqlalchemy.orm import Session
+
+from convmem.accounts.models import Account
+from convmem.kit.db import Base
+from convmem.stores.models import Store
+
+
+def lock_account(session: Session, account_sid: str) -> None:
+    """Serialize store creation per account (a no-op lock on SQLite, whose
+    write transactions are already serialized by BEGIN IMMEDIATE)."""
+    if session.get_bind().dialect.name != "sqlite":
+        session.execute(select(Account.sid).where(Account.sid == account_sid).with_for_update())
+
+
+def get_live(session: Session, *, account_sid: str, store_id: str) -> Store | None:
+    return session.scalar(
+        select(Store).where(
+            Store.id == store_id, Store.account_sid == account_sid, Store.deleted_at.is_(None)
+        )
+    )
+
+
+def get_any(session: Session, store_id: str) -> Store | None:
+    return session.get(Store, store_id)
+
+
+def count_live(session: Session, *, account_sid: str) -> int:
+    return int(
+        session.scalar(
+            select(func.count())
+            .select_from(Store)
+            .where(Store.account_sid == account_sid, Store.deleted_at.is_(None))
+        )
+        or 0
+    )
+
+
+def name_taken(
+    session: Session, *, account_sid: str, display_name: str, exclude_id: str | None = None
+) -> bool:
+    query = select(Store.id).where(
+        Store.account_sid == account_sid,
+        Store.display_name == display_name,
+        Store.deleted_at.is_(None),
+    )
+    if exclude_id is not None:
+        query = query.where(Store.id != exclude_id)
+    return session.scalar(query.limit(1)) is not None
+
+
+def list_query(*, account_sid: str) -> Select[Any]:
+    return select(Store.id).where(Store.account_sid == account_sid, Store.deleted_at.is_(None))
+
+
+def add(session: Session, store: Store) -> None:
+    session.add(store)
+    session.flush()
+
+
+def update_versioned(
+    session: Session, *, store_id: str, expected_version: int | None, **values: Any
+) -> bool:
+    """Apply `values` and bump the version; False when `expected_version` is stale."""
+    query = update(Store).where(Store.id == store_id, Store.deleted_at.is_(None))
+    if expected_version is not None:
+        query = query.where(Store.version == expected_version)
+    changed = session.execute(
+        query.values(version=Store.version + 1, **values).execution_options(
+            synchronize_session=False
+        )
+    ).rowcount
+    return bool(changed == 1)
+
+
+def store_scoped_tables() -> list[Table]:
+    """Every table holding a store's data, children before parents.
+
+    Found from the models, so tables added by later features are purged too.
+    """
+    return [
+        table
+        for table in reversed(Base.metadata.sorted_tables)
+        if "store_id" in table.c
+        and table.name != Store.__tablename__
+        and table.info.get("purge_with_store", True)
+    ]
+
+
+def purge_batch(session: Session, table: Table, *, store_id: str, limit: int) -> int:
+    """Delete up to `limit` rows of one store from `table`; returns how many."""
+    key = list(table.primary_key.columns)
+    batch = select(*key).where(table.c.store_id == store_id).limit(limit)
+    condition = tuple_(*key).in_(batch) if len(key) > 1 else key[0].in_(batch)
+    return int(session.execute(delete(table).where(condition)).rowcount)
+
+
+def delete_row(session: Session, store_id: str) -> None:
+    session.execute(delete(Store).where(Store.id == store_id))
+
+
+def lock_store(session: Session, store_id: str) -> None:
+    """Serialize control-plane changes within one store (counts, merges of
+    trait maps). On SQLite, BEGIN IMMEDIATE already serializes writers."""
+    if session.get_bind().dialect.name != "sqlite":
+        session.execute(select(Store.id).where(Store.id == store_id).with_for_update())

@@ -1,0 +1,103 @@
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Request
+
+from convmem.kit.http import JSONResponse, SessionDep, accepted, expected_version, make_etag
+from convmem.kit.pagination import ControlPlanePage
+from convmem.stores.endpoints import IfMatch, StoreDep
+from convmem.traits import service
+from convmem.traits.repository import spec_of
+from convmem.traits.schemas import TraitGroupCreate, TraitGroupPatch, group_json
+
+router = APIRouter(prefix="/v1/ControlPlane/Stores/{storeId}/TraitGroups", tags=["TraitGroup"])
+
+
+def _etag_id(store_id: str, name: str) -> str:
+    return f"{store_id}/TraitGroups/{name}"
+
+
+@router.get("")
+def list_trait_groups(
+    store: StoreDep,
+    session: SessionDep,
+    page: ControlPlanePage,
+    include_traits: Annotated[bool, Query(alias="includeTraits")] = False,
+) -> JSONResponse:
+    result = service.list_groups(session, store_id=store.id, page=page)
+    traits = (
+        service.traits_by_group(session, store_id=store.id, groups=[g.name for g in result.items])
+        if include_traits
+        else {}
+    )
+    groups = [
+        group_json(g.name, g.description, g.version, traits.get(g.name) if include_traits else None)
+        for g in result.items
+    ]
+    return JSONResponse({"traitGroups": groups, "meta": result.meta("traitGroups")})
+
+
+@router.post("")
+def create_trait_group(
+    body: TraitGroupCreate, store: StoreDep, request: Request, session: SessionDep
+) -> JSONResponse:
+    op = service.create(session, store=store, data=body)
+    return accepted(
+        request, operation_id=op.id, message="TraitGroup creation request accepted.", done=True
+    )
+
+
+@router.get("/{traitGroupName}")
+def fetch_trait_group(
+    traitGroupName: str,
+    store: StoreDep,
+    session: SessionDep,
+    page: ControlPlanePage,
+    include_traits: Annotated[bool, Query(alias="includeTraits")] = True,
+) -> JSONResponse:
+    group = service.get(session, store_id=store.id, name=traitGroupName)
+    body: dict[str, object]
+    if include_traits:
+        traits = service.list_traits(session, store_id=store.id, group=group.name, page=page)
+        specs = {row.name: spec_of(row) for row in traits.items}
+        body = {
+            "traitGroup": group_json(group.name, group.description, group.version, specs),
+            "meta": traits.meta("traits"),
+        }
+    else:
+        body = {"traitGroup": group_json(group.name, group.description, group.version, None)}
+    return JSONResponse(
+        body, headers={"ETag": make_etag(_etag_id(store.id, group.name), group.version)}
+    )
+
+
+@router.patch("/{traitGroupName}")
+def patch_trait_group(
+    traitGroupName: str,
+    store: StoreDep,
+    request: Request,
+    session: SessionDep,
+    if_match: IfMatch = None,
+    body: TraitGroupPatch | None = None,
+) -> JSONResponse:
+    op = service.update(
+        session,
+        store=store,
+        name=traitGroupName,
+        data=body or TraitGroupPatch(),
+        expected_version=expected_version(if_match, _etag_id(store.id, traitGroupName)),
+    )
+    return accepted(
+        request, operation_id=op.id, message="TraitGroup update request accepted.", done=True
+    )
+
+
+@router.delete("/{traitGroupName}")
+def delete_trait_group(
+    traitGroupName: str, store: StoreDep, request: Request, session: SessionDep
+) -> JSONResponse:
+    op = service.delete(session, store=store, name=traitGroupName)
+    return accepted(
+        request, operation_id=op.id, message="TraitGroup deletion request accepted.", done=True
+    )
