@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import hashlib
 import binascii
 from collections.abc import Iterator
 from typing import Annotated, Any
@@ -42,8 +43,13 @@ def base_url(request: Request) -> str:
     return (public or str(request.base_url)).rstrip("/")
 
 
+def _tag_id(resource_id: str) -> str:
+    # A short digest keeps ETags well under If-Match's 100-character limit.
+    return hashlib.sha256(resource_id.encode()).hexdigest()[:16]
+
+
 def make_etag(resource_id: str, version: int) -> str:
-    raw = orjson.dumps({"id": resource_id, "v": version})
+    raw = orjson.dumps({"id": _tag_id(resource_id), "v": version})
     return '"' + base64.urlsafe_b64encode(raw).rstrip(b"=").decode() + '"'
 
 
@@ -63,7 +69,7 @@ def expected_version(if_match: str | None, resource_id: str) -> int | None:
             data = orjson.loads(base64.urlsafe_b64decode(tag + "=" * (-len(tag) % 4)))
         except (binascii.Error, ValueError):
             continue
-        if isinstance(data, dict) and data.get("id") == resource_id:
+        if isinstance(data, dict) and data.get("id") == _tag_id(resource_id):
             version = data.get("v")
             if isinstance(version, int):
                 return version

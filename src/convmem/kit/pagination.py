@@ -79,7 +79,7 @@ def page_request(page_size: int, page_token: str | None, order_by: str | None) -
     token_order, key, backwards = decode_token(page_token)
     if order_by is not None and token_order != order:
         raise ValidationFailed(
-            f"Invalid pageToken: it continues a listing ordered {token_order}, not {order}"
+            f"Invalid pageToken: it continues a listing with orderBy={token_order}, not {order}"
         )
     return PageRequest(page_size, token_order, key, backwards)
 

@@ -16,8 +16,9 @@ def operation_status(op: Operation, *, base_url: str) -> dict[str, Any]:
     }
     if op.completed_at is not None and op.status in status.TERMINAL:
         body["completedAt"] = timestamp(op.completed_at)
-    if op.status == status.COMPLETED and op.result:
-        body["result"] = op.result
+    if op.status == status.COMPLETED:
+        if op.result:
+            body["result"] = op.result
         if op.result_path:
             body["resultUrl"] = base_url + op.result_path
     if op.status == status.FAILED and op.error:

@@ -152,6 +152,7 @@ def create(session: Session, *, store: Store, data: TraitGroupCreate) -> Operati
         account_sid=store.account_sid,
         store_id=store.id,
         kind="traitGroup.create",
+        resource_id=data.displayName,
         result_path=group_path(store.id, data.displayName),
     )
 
@@ -203,6 +204,7 @@ def update(
         account_sid=store.account_sid,
         store_id=store.id,
         kind="traitGroup.update",
+        resource_id=name,
         result_path=group_path(store.id, name),
     )
 
@@ -217,4 +219,5 @@ def delete(session: Session, *, store: Store, name: str) -> Operation:
         account_sid=store.account_sid,
         store_id=store.id,
         kind="traitGroup.delete",
+        resource_id=name,
     )

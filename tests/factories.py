@@ -1,0 +1,38 @@
+"""Small keyword-only helpers that make resources through the HTTP API."""
+
+from __future__ import annotations
+
+import secrets
+from typing import Any
+
+from tests.conftest import Api
+
+STORES = "/v1/ControlPlane/Stores"
+
+
+def operation_of(api: Api, response: Any) -> dict[str, Any]:
+    assert response.status_code == 202, response.text
+    result = api.get(response.headers["Location"])
+    assert result.status_code == 200, result.text
+    body: dict[str, Any] = result.json()
+    return body
+
+
+def make_store(api: Api, *, name: str | None = None, description: str | None = None) -> str:
+    body: dict[str, Any] = {"displayName": name or f"store-{secrets.token_hex(4)}"}
+    if description:
+        body["description"] = description
+    op = operation_of(api, api.post(STORES, json=body))
+    assert op["status"] == "COMPLETED", op
+    store_id: str = op["result"]["id"]
+    return store_id
+
+
+def make_trait_group(
+    api: Api, store_id: str, *, name: str | None = None, traits: dict[str, Any] | None = None
+) -> str:
+    name = name or f"group_{secrets.token_hex(3)}"
+    body = {"displayName": name, "traits": traits or {"note": {"dataType": "STRING"}}}
+    response = api.post(f"{STORES}/{store_id}/TraitGroups", json=body)
+    assert response.status_code == 202, response.text
+    return name
