@@ -32,7 +32,10 @@ def make_trait_group(
     api: Api, store_id: str, *, name: str | None = None, traits: dict[str, Any] | None = None
 ) -> str:
     name = name or f"group_{secrets.token_hex(3)}"
-    body = {"displayName": name, "traits": traits or {"note": {"dataType": "STRING"}}}
+    body = {
+        "displayName": name,
+        "traits": {"note": {"dataType": "STRING"}} if traits is None else traits,
+    }
     response = api.post(f"{STORES}/{store_id}/TraitGroups", json=body)
     assert response.status_code == 202, response.text
     return name

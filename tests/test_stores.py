@@ -159,7 +159,9 @@ def test_patch_store_bumps_version_and_honours_if_match(api: Api) -> None:
     assert api.get(f"{STORES}/{store_id}").json()["version"] == 2
 
     # Without If-Match the update applies; `null` (as the SDK sends) means unchanged.
-    unconditional = api.patch(f"{STORES}/{store_id}", json={"displayName": None, "description": "z"})
+    unconditional = api.patch(
+        f"{STORES}/{store_id}", json={"displayName": None, "description": "z"}
+    )
     assert unconditional.status_code == 202
     assert api.get(f"{STORES}/{store_id}").json() | {"version": 0} == {
         "id": store_id,
@@ -237,6 +239,8 @@ def test_delete_store_hides_it_at_once_and_a_job_purges_its_data(
             ).scalar()
             assert left == 0, table.name
         assert (
-            session.execute(text("SELECT count(*) FROM stores WHERE id = :s"), {"s": store_id}).scalar()
+            session.execute(
+                text("SELECT count(*) FROM stores WHERE id = :s"), {"s": store_id}
+            ).scalar()
             == 0
         )

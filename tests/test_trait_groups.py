@@ -97,7 +97,10 @@ def test_sdk_style_nulls_are_treated_as_absent(api: Api) -> None:
     assert api.post(groups_url(store_id), json=body).status_code == 202
     group = api.get(groups_url(store_id, "Prefs")).json()["traitGroup"]
     assert group["traits"] == {
-        "score": {"dataType": "NUMBER", "validationRule": {"ruleType": "NUMBER", "min": 1, "max": 5}}
+        "score": {
+            "dataType": "NUMBER",
+            "validationRule": {"ruleType": "NUMBER", "min": 1, "max": 5},
+        }
     }
 
 
@@ -117,14 +120,36 @@ def test_enum_values_are_case_insensitive(api: Api) -> None:
     [
         ({"a": {"dataType": "DATE"}}, "traits.a.dataType"),
         ({"a": {"dataType": "STRING", "validationRule": {"ruleType": "NUMBER"}}}, "ruleType"),
-        ({"a": {"dataType": "STRING", "validationRule": {"ruleType": "STRING", "pattern": "(["}}}, "pattern"),
-        ({"a": {"dataType": "NUMBER", "validationRule": {"ruleType": "NUMBER", "min": 5, "max": 1}}}, "min"),
-        ({"a": {"dataType": "NUMBER", "validationRule": {"ruleType": "NUMBER", "pattern": "x"}}}, "pattern"),
+        (
+            {
+                "a": {
+                    "dataType": "STRING",
+                    "validationRule": {"ruleType": "STRING", "pattern": "(["},
+                }
+            },
+            "pattern",
+        ),
+        (
+            {
+                "a": {
+                    "dataType": "NUMBER",
+                    "validationRule": {"ruleType": "NUMBER", "min": 5, "max": 1},
+                }
+            },
+            "min",
+        ),
+        (
+            {"a": {"dataType": "NUMBER", "validationRule": {"ruleType": "NUMBER", "pattern": "x"}}},
+            "pattern",
+        ),
         ({"a": {"dataType": "STRING", "idTypePromotion": "loyaltyId"}}, "idTypePromotion"),
         ({"a": {"dataType": "STRING", "color": "red"}}, "color"),
         ({"a": {"dataType": ""}}, "traits.a.dataType"),
         ({"bad name": {"dataType": "STRING"}}, "bad name"),
-        ({"a": {"dataType": "STRING", "validationRule": {"ruleType": "STRING", "maxLength": 0}}}, "maxLength"),
+        (
+            {"a": {"dataType": "STRING", "validationRule": {"ruleType": "STRING", "maxLength": 0}}},
+            "maxLength",
+        ),
     ],
 )
 def test_invalid_trait_definitions_are_400s_naming_the_trait(
@@ -150,7 +175,10 @@ def test_invalid_group_names(api: Api) -> None:
 def test_promotion_to_a_configured_id_type_is_allowed(api: Api) -> None:
     store_id = make_store(api)
     traits = {"wa": {"dataType": "STRING", "idTypePromotion": "whatsapp"}}
-    assert api.post(groups_url(store_id), json={"displayName": "Chat", "traits": traits}).status_code == 202
+    assert (
+        api.post(groups_url(store_id), json={"displayName": "Chat", "traits": traits}).status_code
+        == 202
+    )
 
 
 def test_duplicate_group_conflicts(api: Api) -> None:
@@ -172,7 +200,9 @@ def test_group_and_trait_limits(api: Api) -> None:
 
     full = {f"t{n}": {"dataType": "STRING"} for n in range(95)}
     make_trait_group(api, store_id, name="Full", traits=full)
-    more = api.patch(groups_url(store_id, "Full"), json={"traits": {"extra": {"dataType": "STRING"}}})
+    more = api.patch(
+        groups_url(store_id, "Full"), json={"traits": {"extra": {"dataType": "STRING"}}}
+    )
     assert more.status_code == 400
     assert more.json()["code"] == 520054
     # Swapping one trait for another stays within the limit.
@@ -259,7 +289,11 @@ def test_protected_contact_traits(api: Api) -> None:
         url,
         json={
             "traits": {
-                "email": {"dataType": "STRING", "description": "Work email", "idTypePromotion": "email"},
+                "email": {
+                    "dataType": "STRING",
+                    "description": "Work email",
+                    "idTypePromotion": "email",
+                },
                 "middleName": {"dataType": "STRING"},
                 "street": {"dataType": ""},
             }

@@ -101,7 +101,11 @@ class JobContext:
             if self.finished:
                 now = utcnow()
                 values.update(
-                    status=status.COMPLETED, completed_at=now, lease_owner=None, **self._result
+                    status=status.COMPLETED,
+                    completed_at=now,
+                    lease_owner=None,
+                    error=None,
+                    **self._result,
                 )
             if not repository.guarded_update(session, op_id=self.op_id, owner=self.owner, **values):
                 raise LeaseLost(self.op_id)
