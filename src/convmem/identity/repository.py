@@ -6,6 +6,7 @@ from sqlalchemy import update
 from sqlalchemy.orm import Session
 
 from convmem.identity.models import IdentityResolutionSettings
+from convmem.kit.db import affected
 
 
 def get(session: Session, store_id: str) -> IdentityResolutionSettings | None:
@@ -25,9 +26,10 @@ def update_versioned(
     )
     if expected_version is not None:
         query = query.where(IdentityResolutionSettings.version == expected_version)
-    changed = session.execute(
+    changed = affected(
+        session,
         query.values(version=IdentityResolutionSettings.version + 1, **values).execution_options(
             synchronize_session=False
-        )
-    ).rowcount
+        ),
+    )
     return bool(changed == 1)

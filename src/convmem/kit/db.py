@@ -10,13 +10,14 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import JSON, DateTime, MetaData, create_engine, event
 from sqlalchemy.dialects.postgresql import JSONB
-from sqlalchemy.engine import Dialect, Engine
+from sqlalchemy.engine import CursorResult, Dialect, Engine
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.pool import NullPool
+from sqlalchemy.sql import Executable
 from sqlalchemy.types import TypeDecorator
 
 NAMING_CONVENTION = {
@@ -126,3 +127,9 @@ class Database:
 
     def dispose(self) -> None:
         self.engine.dispose()
+
+
+def affected(session: Session, statement: Executable) -> int:
+    """Run an INSERT/UPDATE/DELETE and return how many rows it touched."""
+    result = session.execute(statement)
+    return int(cast(CursorResult[Any], result).rowcount)

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import base64
-import hashlib
 import binascii
+import hashlib
 from collections.abc import Iterator
 from typing import Annotated, Any
 

@@ -17,7 +17,7 @@ from typing import Annotated, Any, Generic, Literal, TypeVar
 import orjson
 from fastapi import Depends, Query
 from sqlalchemy import ColumnElement, Select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from convmem.kit.errors import ValidationFailed
 
@@ -112,7 +112,7 @@ DataPlanePage = Annotated[PageRequest, Depends(data_plane_page)]
 def paginate(
     session: Session,
     stmt: Select[Any],
-    key: ColumnElement[str],
+    key: ColumnElement[str] | InstrumentedAttribute[str],
     request: PageRequest,
     *,
     key_of: Callable[[R], str],

@@ -8,6 +8,7 @@ from typing import Any
 from sqlalchemy import and_, or_, select, update
 from sqlalchemy.orm import Session
 
+from convmem.kit.db import affected
 from convmem.operations import status
 from convmem.operations.models import Operation
 
@@ -46,7 +47,8 @@ def claim_next(
     if op_id is None:
         return None
     # Compare-and-set: only one claimer can move the row while it is claimable.
-    claimed = session.execute(
+    claimed = affected(
+        session,
         update(Operation)
         .where(Operation.id == op_id, _claimable(now))
         .values(
@@ -56,8 +58,8 @@ def claim_next(
             attempts=Operation.attempts + 1,
             started_at=now,
         )
-        .execution_options(synchronize_session=False)
-    ).rowcount
+        .execution_options(synchronize_session=False),
+    )
     if claimed != 1:
         return None
     return session.get(Operation, op_id, populate_existing=True)
@@ -65,7 +67,8 @@ def claim_next(
 
 def guarded_update(session: Session, *, op_id: str, owner: str, **values: Any) -> bool:
     """Update a running job only while `owner` still holds its lease."""
-    changed = session.execute(
+    changed = affected(
+        session,
         update(Operation)
         .where(
             Operation.id == op_id,
@@ -73,6 +76,6 @@ def guarded_update(session: Session, *, op_id: str, owner: str, **values: Any) -
             Operation.status == status.RUNNING,
         )
         .values(**values)
-        .execution_options(synchronize_session=False)
-    ).rowcount
+        .execution_options(synchronize_session=False),
+    )
     return bool(changed == 1)

@@ -17,8 +17,6 @@ from convmem.kit.errors import MalformedOperationId, OperationNotFound
 from convmem.operations import repository, status
 from convmem.operations.models import Operation
 
-DEFAULT_MAX_ATTEMPTS = 5
-
 
 def record_completed(
     session: Session,
@@ -57,8 +55,9 @@ def enqueue(
     store_id: str | None,
     kind: str,
     payload: dict[str, Any],
-    max_attempts: int = DEFAULT_MAX_ATTEMPTS,
+    max_attempts: int | None = None,
 ) -> Operation:
+    """Queue background work. `max_attempts` None means the workers' setting."""
     now = utcnow()
     op = Operation(
         id=ids.new_id(ids.OPERATION),
@@ -68,7 +67,7 @@ def enqueue(
         status=status.PENDING,
         payload=payload,
         attempts=0,
-        max_attempts=max_attempts,
+        max_attempts=max_attempts or 0,
         run_after=now,
         created_at=now,
     )

@@ -66,8 +66,10 @@ class Worker:
             "job claimed",
             extra={"operation": op.id, "kind": op.kind, "attempt": op.attempts},
         )
-        if op.attempts > op.max_attempts:
-            self._fail(op.id, JobFailed(f"Gave up after {op.max_attempts} attempts"))
+        max_attempts = op.max_attempts or self.settings.job_max_attempts
+        if op.attempts > max_attempts:
+            # Its workers kept dying mid-job (each takeover counts an attempt).
+            self._fail(op.id, JobFailed(f"Gave up after {max_attempts} attempts"))
             return True
         handler = handler_for(op.kind)
         if handler is None:
@@ -104,7 +106,7 @@ class Worker:
             self._fail(op.id, exc)
         except Exception as exc:
             log.exception("job attempt failed", extra={"operation": op.id})
-            self._retry_or_fail(op.id, op.attempts, op.max_attempts, exc)
+            self._retry_or_fail(op.id, op.attempts, max_attempts, exc)
         finally:
             stop_heartbeat.set()
             beat.join()

@@ -8,7 +8,7 @@ from sqlalchemy import Select, Table, delete, func, select, tuple_, update
 from sqlalchemy.orm import Session
 
 from convmem.accounts.models import Account
-from convmem.kit.db import Base
+from convmem.kit.db import Base, affected
 from convmem.stores.models import Store
 
 
@@ -71,12 +71,13 @@ def update_versioned(
     query = update(Store).where(Store.id == store_id, Store.deleted_at.is_(None))
     if expected_version is not None:
         query = query.where(Store.version == expected_version)
-    changed = session.execute(
+    changed = affected(
+        session,
         query.values(version=Store.version + 1, **values).execution_options(
             synchronize_session=False
-        )
-    ).rowcount
-    return bool(changed == 1)
+        ),
+    )
+    return changed == 1
 
 
 def store_scoped_tables() -> list[Table]:
@@ -98,7 +99,7 @@ def purge_batch(session: Session, table: Table, *, store_id: str, limit: int) ->
     key = list(table.primary_key.columns)
     batch = select(*key).where(table.c.store_id == store_id).limit(limit)
     condition = tuple_(*key).in_(batch) if len(key) > 1 else key[0].in_(batch)
-    return int(session.execute(delete(table).where(condition)).rowcount)
+    return affected(session, delete(table).where(condition))
 
 
 def delete_row(session: Session, store_id: str) -> None:

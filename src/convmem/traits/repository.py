@@ -8,6 +8,7 @@ from typing import Any
 from sqlalchemy import Select, delete, func, select, update
 from sqlalchemy.orm import Session
 
+from convmem.kit.db import affected
 from convmem.traits.models import TraitDefinition, TraitGroup
 from convmem.traits.rules import TraitSpec
 
@@ -66,7 +67,7 @@ def promotions(session: Session, *, store_id: str) -> dict[str, str]:
             TraitDefinition.id_type_promotion.is_not(None),
         )
     )
-    return {f"{group}.{name}": id_type for group, name, id_type in rows}
+    return {f"{group}.{name}": id_type for group, name, id_type in rows if id_type}
 
 
 def add(session: Session, *rows: TraitGroup | TraitDefinition) -> None:
@@ -80,12 +81,13 @@ def bump_version(
     query = update(TraitGroup).where(TraitGroup.store_id == store_id, TraitGroup.name == name)
     if expected_version is not None:
         query = query.where(TraitGroup.version == expected_version)
-    changed = session.execute(
+    changed = affected(
+        session,
         query.values(version=TraitGroup.version + 1, **values).execution_options(
             synchronize_session=False
-        )
-    ).rowcount
-    return bool(changed == 1)
+        ),
+    )
+    return changed == 1
 
 
 def delete_traits(

@@ -1,0 +1,168 @@
+"""The official `twilio` SDK (pinned in pyproject) against a live `convmem serve`."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from twilio.base.exceptions import TwilioException, TwilioRestException
+from twilio.rest import Client
+from twilio.rest.memory.v1.identity_resolution_setting import IdentityResolutionSettingList
+from twilio.rest.memory.v1.store import StoreList
+from twilio.rest.memory.v1.trait_group import TraitGroupList
+
+from tests.live import ACCOUNT_SID, AUTH_TOKEN, Process, start_server
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    process: Process
+    process, url = start_server(tmp_path_factory.mktemp("sdk"), CONVMEM_JOB_POLL_SECONDS="0.1")
+    yield url
+    process.stop()
+
+
+@pytest.fixture
+def client(server: str) -> Client:
+    client = Client(ACCOUNT_SID, AUTH_TOKEN)
+    client.memory.base_url = server
+    return client
+
+
+def wait_for(client: Client, status_url: str) -> object:
+    op_id = status_url.rsplit("/", 1)[-1]
+    for _ in range(100):
+        op = client.memory.v1.operations(op_id).fetch()
+        if op.status in ("COMPLETED", "FAILED"):
+            return op
+        time.sleep(0.1)
+    raise AssertionError(f"operation {op_id} did not finish")
+
+
+def create_store(client: Client, name: str) -> str:
+    created = client.memory.v1.stores.create(
+        service_request=StoreList.ServiceRequest({"displayName": name, "description": "SDK test"})
+    )
+    assert created.message and created.status_url
+    op = wait_for(client, created.status_url)
+    assert op.status == "COMPLETED"  # type: ignore[attr-defined]
+    store_id: str = op.result["id"]  # type: ignore[attr-defined]
+    return store_id
+
+
+def test_stores_through_the_sdk(client: Client) -> None:
+    store_id = create_store(client, "sdk-store")
+    store = client.memory.v1.stores(store_id).fetch()
+    assert store.display_name == "sdk-store"
+    assert store.status == "ACTIVE"
+    assert store.version == 1
+
+    patched = client.memory.v1.stores(store_id).patch(
+        StoreList.PatchStoreRequest({"description": "changed"})
+    )
+    assert patched.status_url
+    assert client.memory.v1.stores(store_id).fetch().description == "changed"
+
+    for n in range(3):
+        create_store(client, f"sdk-page-{n}")
+    listed = list(client.memory.v1.stores.stream(page_size=2))
+    assert store_id in listed
+    assert len(listed) == len(set(listed)) >= 4
+    assert client.memory.v1.stores.list(page_size=2, limit=3) == listed[:3]
+
+    assert client.memory.v1.stores(store_id).delete()
+    with pytest.raises(TwilioRestException) as error:
+        client.memory.v1.stores(store_id).fetch()
+    assert error.value.status == 404
+    assert error.value.code == 520041
+
+
+def test_trait_groups_through_the_sdk(client: Client) -> None:
+    store_id = create_store(client, "sdk-traits")
+    groups = client.memory.v1.trait_groups(store_id)
+    request = TraitGroupList.TraitGroupRequest(
+        {
+            "displayName": "Loyalty",
+            "description": "Loyalty program",
+            "traits": {
+                "points": {
+                    "dataType": "NUMBER",
+                    "description": "Points",
+                    "validationRule": {"ruleType": "NUMBER", "min": 0},
+                },
+                "tier": {"dataType": "STRING"},
+            },
+        }
+    )
+    created = groups.create(trait_group_request=request)
+    assert wait_for(client, created.status_url).status == "COMPLETED"  # type: ignore[attr-defined]
+
+    fetched = client.memory.v1.trait_groups(store_id, "Loyalty").fetch()
+    assert fetched.trait_group["displayName"] == "Loyalty"
+    assert fetched.trait_group["traits"]["points"]["validationRule"] == {
+        "ruleType": "NUMBER",
+        "min": 0,
+    }
+
+    names = [g.display_name for g in groups.stream(include_traits=True)]
+    assert sorted(names) == ["Contact", "Loyalty"]
+
+    patch = TraitGroupList.PatchTraitGroupRequest(
+        {"traits": {"tier": {"dataType": ""}, "since": {"dataType": "STRING"}}}
+    )
+    client.memory.v1.trait_groups(store_id, "Loyalty").patch(patch)
+    traits = client.memory.v1.trait_groups(store_id, "Loyalty").fetch().trait_group["traits"]
+    assert set(traits) == {"points", "since"}
+
+    with pytest.raises(TwilioRestException) as error:
+        client.memory.v1.trait_groups(store_id, "Contact").delete()
+    assert error.value.code == 520050
+    assert client.memory.v1.trait_groups(store_id, "Loyalty").delete()
+
+
+def test_identity_resolution_settings_through_the_sdk(client: Client) -> None:
+    store_id = create_store(client, "sdk-identity")
+    settings = client.memory.v1.identity_resolution_settings(store_id).fetch()
+    assert settings.matching_rules == ["email", "phone", "whatsapp", "chat"]
+    core = IdentityResolutionSettingList.IdentityResolutionSettingsCore(
+        {
+            "identifierConfigs": [
+                {"idType": "email", "normalization": "email"},
+                {"idType": "phone", "normalization": "phone", "limit": 5, "limitPolicy": "lifo"},
+                {"idType": "crmId", "normalization": "none"},
+            ],
+            "matchingRules": ["crmId", "email", "phone"],
+        }
+    )
+    updated = client.memory.v1.identity_resolution_settings(store_id).update(core)
+    assert wait_for(client, updated.status_url).status == "COMPLETED"  # type: ignore[attr-defined]
+    after = client.memory.v1.identity_resolution_settings(store_id).fetch()
+    assert after.matching_rules == ["crmId", "email", "phone"]
+    assert after.version == 2
+
+    with pytest.raises(TwilioRestException) as error:
+        client.memory.v1.identity_resolution_settings(store_id).update(
+            IdentityResolutionSettingList.IdentityResolutionSettingsCore(
+                {"identifierConfigs": [{"idType": "email"}], "matchingRules": ["nope"]}
+            )
+        )
+    assert error.value.status == 400
+    assert error.value.code == 520046
+
+
+def test_bad_credentials_through_the_sdk(server: str) -> None:
+    client = Client(ACCOUNT_SID, "wrong")
+    client.memory.base_url = server
+    # The SDK reports failed list pages as a plain TwilioException with the response.
+    with pytest.raises(TwilioException) as error:
+        client.memory.v1.stores.list()
+    assert error.value.args[1].status_code == 401
+
+
+def test_server_data_dir_holds_the_database(
+    server: str, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    data = Path(tmp_path_factory.getbasetemp())
+    assert list(data.glob("sdk*/convmem.db"))
