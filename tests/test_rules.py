@@ -1,0 +1,89 @@
+"""Pure rules, tested without HTTP or a database."""
+
+from __future__ import annotations
+
+import httpx2 as httpx
+import pytest
+
+from convmem.identity import rules as identity
+from convmem.kit import ids
+from convmem.kit.errors import ProtectedResource, TraitLimitExceeded, ValidationFailed
+from convmem.kit.pagination import decode_token, encode_token, page_request
+from convmem.traits import rules
+from convmem.traits.rules import TraitSpec
+from tests.spec import check_response
+
+
+def test_new_ids_are_valid_and_sort_by_creation() -> None:
+    made = [ids.new_id(ids.STORE) for _ in range(1000)]
+    assert made == sorted(made)
+    assert all(ids.is_valid(ids.STORE_ID, i) for i in made)
+    assert not ids.is_valid(ids.STORE_ID, made[0].upper())
+
+
+def test_page_tokens_round_trip_and_reject_garbage() -> None:
+    token = encode_token("ASC", "mem_store_x", backwards=True)
+    assert decode_token(token) == ("ASC", "mem_store_x", True)
+    for bad in ("", "abc", encode_token("ASC", "k", backwards=False)[:-3] + "!!!"):
+        with pytest.raises(ValidationFailed):
+            decode_token(bad or "=")
+    assert page_request(10, None, "asc").order == "ASC"
+
+
+def test_rule_type_must_match_data_type() -> None:
+    with pytest.raises(ValidationFailed, match=r"traits.a.validationRule.ruleType"):
+        rules.check_spec(
+            "traits.a", TraitSpec("STRING", validation_rule={"ruleType": "NUMBER"}), id_types=set()
+        )
+    rules.check_spec(
+        "traits.a",
+        TraitSpec("ARRAY", validation_rule={"ruleType": "ARRAY", "minItems": 0, "maxItems": 0}),
+        id_types=set(),
+    )
+
+
+def test_plan_patch_protects_and_limits() -> None:
+    existing = {"email": TraitSpec("STRING", id_type_promotion="email"), "x": TraitSpec("STRING")}
+    upserts, deletions = rules.plan_patch(
+        existing, {"email"}, {"x": None, "y": TraitSpec("NUMBER")}, group="G", id_types={"email"}
+    )
+    assert deletions == ["x"] and set(upserts) == {"y"}
+    with pytest.raises(ProtectedResource):
+        rules.plan_patch(existing, {"email"}, {"email": None}, group="G", id_types={"email"})
+    many = {f"t{n}": TraitSpec("STRING") for n in range(94)}
+    with pytest.raises(TraitLimitExceeded):
+        rules.plan_patch(existing, set(), many, group="G", id_types=set())
+
+
+def test_identity_settings_checks() -> None:
+    configs = [identity.complete_config({"idType": "email"})]
+    assert configs[0]["normalization"] == "trim" and configs[0]["limit"] == 100
+    identity.check_settings(configs, ["email"])
+    with pytest.raises(ValidationFailed, match="matchingRules"):
+        identity.check_settings(configs, ["phone"])
+    with pytest.raises(ValidationFailed, match=r"Contact\.phone"):
+        identity.check_promotions_kept({"Contact.phone": "phone"}, {"email"})
+
+
+def test_the_spec_checker_rejects_a_wrong_body() -> None:
+    request = httpx.Request(
+        "GET", "http://x/v1/ControlPlane/Stores/mem_store_01h455vb4pex5vsknk084sn02q"
+    )
+    good = httpx.Response(
+        200,
+        json={
+            "id": "mem_store_01h455vb4pex5vsknk084sn02q",
+            "displayName": "a",
+            "status": "ACTIVE",
+            "intelligenceServiceId": None,
+            "version": 1,
+        },
+        request=request,
+    )
+    check_response(good)
+    bad = httpx.Response(200, json={"id": "nope", "status": "ALIVE"}, request=request)
+    with pytest.raises(Exception, match=r"required|does not match|is not one of"):
+        check_response(bad)
+    bad_error = httpx.Response(401, json={"error": "nope"}, request=request)
+    with pytest.raises(Exception, match=r"Additional properties|additional"):
+        check_response(bad_error)
