@@ -39,3 +39,31 @@ def make_trait_group(
     response = api.post(f"{STORES}/{store_id}/TraitGroups", json=body)
     assert response.status_code == 202, response.text
     return name
+
+
+ALYSSA: dict[str, Any] = {
+    "traits": {
+        "Contact": {
+            "email": "Alyssa.Mock@example.com",
+            "phone": "+13175551234",
+            "lastName": "Mock",
+            "firstName": "Alyssa",
+            "street": "123 Main St",
+            "city": "San Francisco",
+            "state": "CA",
+            "postalCode": "94107",
+            "country": "US",
+        }
+    }
+}
+
+
+def profiles_url(store_id: str, *rest: str) -> str:
+    return "/".join([f"/v1/Stores/{store_id}/Profiles", *rest])
+
+
+def make_profile(api: Api, store_id: str, **contact: Any) -> str:
+    response = api.post(profiles_url(store_id), json={"traits": {"Contact": contact}})
+    assert response.status_code == 202, response.text
+    profile_id: str = response.json()["id"]
+    return profile_id

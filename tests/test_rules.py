@@ -87,3 +87,55 @@ def test_the_spec_checker_rejects_a_wrong_body() -> None:
     bad_error = httpx.Response(401, json={"error": "nope"}, request=request)
     with pytest.raises(Exception, match=r"Additional properties|additional"):
         check_response(bad_error)
+
+
+def test_resolution_plan_creates_updates_and_merges() -> None:
+    from convmem.identity.resolution import IdConfig, plan
+
+    configs = {
+        "email": IdConfig("email"),
+        "phone": IdConfig("phone"),
+        "chat": IdConfig("chat", unique=False),
+    }
+    rules = ["email", "phone", "chat"]
+    holders = {
+        ("email", "a"): {"p2"},
+        ("phone", "1"): {"p1"},
+        ("chat", "x"): {"p3"},
+        ("chat", "y"): {"p3"},
+    }
+    groups = plan(
+        [
+            [("email", "new")],  # no match: create
+            [("email", "a")],  # one match: update p2
+            [("email", "a"), ("phone", "1")],  # bridges p1 and p2: merge into p1
+            [("chat", "x")],  # one non-unique value: no link
+            [("chat", "x"), ("chat", "y")],  # two shared non-unique values: compound match
+            [("email", "new")],  # same value as record 0 in this batch
+        ],
+        [None] * 6,
+        holders,
+        configs,
+        rules,
+    )
+    by_record = {i: g for g in groups for i in g.records}
+    assert by_record[0] is by_record[5] and by_record[0].canonical is None
+    assert by_record[1] is by_record[2]
+    assert by_record[2].profiles == ["p1", "p2"] and by_record[2].rules == {"p2": "email"}
+    assert by_record[3].canonical is None
+    assert by_record[4].canonical == "p3"
+
+
+def test_normalization() -> None:
+    from convmem.identity.normalize import InvalidIdentifier, normalize
+
+    assert normalize(" Alyssa.Mock@Example.COM ", "email") == "alyssa.mock@example.com"
+    assert normalize("(317) 555-1234", "phone") == "+13175551234"
+    assert normalize("1-317-555-1234", "phone") == "+13175551234"
+    assert normalize("44 20 7946 0958", "phone") == "+442079460958"
+    assert normalize("+44 20 7946 0958", "phone") == "+442079460958"
+    assert normalize("  x  ", "trim") == "x"
+    assert normalize("  x  ", "none") == "  x  "
+    for bad, how in (("nope", "phone"), ("a.b", "email"), ("   ", "trim")):
+        with pytest.raises(InvalidIdentifier):
+            normalize(bad, how)

@@ -11,6 +11,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
+from sqlalchemy.exc import IntegrityError
 from starlette.exceptions import HTTPException
 from starlette.middleware.gzip import GZipMiddleware
 from starlette.responses import Response
@@ -18,11 +19,12 @@ from starlette.responses import Response
 from convmem.identity.endpoints import router as identity_router
 from convmem.kit.context import AppContext
 from convmem.kit.db import Database
-from convmem.kit.errors import ConvmemError, error_body
-from convmem.kit.http import JSONResponse
+from convmem.kit.errors import ConvmemError, ProfileMoved, error_body
+from convmem.kit.http import JSONResponse, base_url
 from convmem.kit.middleware import ObservabilityMiddleware, RequestBodyMiddleware
 from convmem.operations.endpoints import router as operations_router
 from convmem.operations.worker import WorkerPool
+from convmem.profiles.endpoints import router as profiles_router
 from convmem.settings import Settings
 from convmem.stores.endpoints import router as stores_router
 from convmem.traits.endpoints import router as traits_router
@@ -80,6 +82,24 @@ def install_error_handlers(app: FastAPI) -> None:
             message = "The requested resource was not found"
         return _error_response(exc.status_code, code, message, dict(exc.headers or {}))
 
+    @app.exception_handler(ProfileMoved)
+    async def moved(request: Request, exc: ProfileMoved) -> JSONResponse:
+        # The same resource under the canonical id: 301 for reads, 308 for writes.
+        old = request.path_params.get("profileId", "")
+        path = request.url.path.replace(f"/Profiles/{old}", f"/Profiles/{exc.canonical_id}", 1)
+        location = base_url(request) + path + (f"?{request.url.query}" if request.url.query else "")
+        return JSONResponse(
+            {"message": "This resource has moved.", "uri": location},
+            status_code=301 if request.method in ("GET", "HEAD") else 308,
+            headers={"Location": location, "Canonical-Profile-Id": exc.canonical_id},
+        )
+
+    @app.exception_handler(IntegrityError)
+    async def integrity(_: Request, exc: IntegrityError) -> JSONResponse:
+        # Only a concurrent write that slipped past our locks gets here.
+        log.warning("integrity conflict", extra={"error": str(exc.orig)[:200]})
+        return _error_response(409, 20409, "Conflicting concurrent write; retry the request")
+
     @app.exception_handler(Exception)
     async def unexpected(_: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled error", exc_info=exc)
@@ -131,6 +151,12 @@ def create_app(
     def metrics() -> Response:
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
-    for router in (stores_router, identity_router, traits_router, operations_router):
+    for router in (
+        stores_router,
+        identity_router,
+        traits_router,
+        operations_router,
+        profiles_router,
+    ):
         app.include_router(router)
     return app

@@ -4,6 +4,7 @@ from convmem.accounts.models import Account, ApiKey
 from convmem.identity.models import IdentityResolutionSettings
 from convmem.kit.db import Base
 from convmem.operations.models import Operation
+from convmem.profiles.models import Profile, ProfileIdentifier, ProfileMerge, ProfileTrait
 from convmem.stores.models import Store
 from convmem.traits.models import TraitDefinition, TraitGroup
 
@@ -13,6 +14,10 @@ __all__ = [
     "Base",
     "IdentityResolutionSettings",
     "Operation",
+    "Profile",
+    "ProfileIdentifier",
+    "ProfileMerge",
+    "ProfileTrait",
     "Store",
     "TraitDefinition",
     "TraitGroup",

@@ -1,12 +1,15 @@
 from __future__ import annotations
 
+from typing import Any
+
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from convmem.identity import repository, rules
 from convmem.identity.models import IdentityResolutionSettings
 from convmem.identity.schemas import IdentityResolutionSettingsIn
 from convmem.kit.db import utcnow
-from convmem.kit.errors import NotFound, PreconditionFailed
+from convmem.kit.errors import Conflict, NotFound, PreconditionFailed
 from convmem.operations import service as operations
 from convmem.operations.models import Operation
 from convmem.stores.models import Store
@@ -52,6 +55,7 @@ def replace(
 
     configs = [rules.complete_config(c.model_dump()) for c in data.identifierConfigs]
     rules.check_settings(configs, data.matchingRules)
+    before = {c["idType"]: c for c in get(session, store_id=store.id).identifier_configs}
     rules.check_promotions_kept(
         traits.promotions(session, store_id=store.id), {c["idType"] for c in configs}
     )
@@ -64,6 +68,7 @@ def replace(
         updated_at=utcnow(),
     ):
         raise PreconditionFailed()
+    _reindex_identifiers(session, store.id, before, configs)
     return operations.record_completed(
         session,
         account_sid=store.account_sid,
@@ -72,3 +77,30 @@ def replace(
         resource_id=store.id,
         result_path=settings_path(store.id),
     )
+
+
+def _reindex_identifiers(
+    session: Session, store_id: str, before: dict[str, dict[str, Any]], after: list[dict[str, Any]]
+) -> None:
+    """Stored identifiers follow their idType's enforceUnique and matchingAlgo."""
+    from convmem.profiles import repository as profiles  # profiles depend on identity
+
+    for config in after:
+        old = before.get(config["idType"])
+        if old is None:
+            continue
+        if old["matchingAlgo"] != config["matchingAlgo"]:
+            profiles.set_identifier_flags(
+                session, store_id, config["idType"], fuzzy=config["matchingAlgo"] == "fuzzy"
+            )
+        if old["enforceUnique"] != config["enforceUnique"]:
+            try:
+                with session.begin_nested():
+                    profiles.set_unique(
+                        session, store_id, config["idType"], config["enforceUnique"]
+                    )
+            except IntegrityError:
+                raise Conflict(
+                    f"identifierConfigs: profiles already share values of '{config['idType']}', "
+                    "so it cannot become unique; merge or fix those profiles first"
+                ) from None

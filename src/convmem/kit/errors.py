@@ -13,7 +13,10 @@
     │   ├── StoreNotFound             404  520041
     │   ├── TraitGroupNotFound        404  520047
     │   ├── DataMappingNotFound       404  520048
-    │   └── OperationNotFound         404  520052
+    │   ├── OperationNotFound         404  520052
+    │   ├── ProfileNotFound           404  520009
+    │   ├── IdentifierNotFound        404  520014
+    │   └── IdentifierValueNotFound   404  520017
     ├── MethodNotAllowed              405  20405
     ├── Conflict                      409  20409
     │   ├── StoreNotActive            409  520042
@@ -28,6 +31,9 @@
     └── InternalError                 500  20500
 
 Body: {"code": int, "message": str, "more_info": url, "status": int}.
+
+Not an error but answered the same way: ProfileMoved (301 on reads, 308 on
+writes) for an id that was merged into another profile.
 """
 
 from __future__ import annotations
@@ -128,6 +134,21 @@ class OperationNotFound(NotFound):
     default_message = "Operation not found"
 
 
+class ProfileNotFound(NotFound):
+    code = 520009
+    default_message = "Profile not found"
+
+
+class IdentifierNotFound(NotFound):
+    code = 520014
+    default_message = "Identifier not found"
+
+
+class IdentifierValueNotFound(NotFound):
+    code = 520017
+    default_message = "Identifier value not found"
+
+
 class MethodNotAllowed(ConvmemError):
     status = 405
     code = 20405
@@ -192,3 +213,11 @@ class TooManyRequests(ConvmemError):
 
 class InternalError(ConvmemError):
     pass
+
+
+class ProfileMoved(Exception):
+    """The profile id is an alias of `canonical_id` since a merge."""
+
+    def __init__(self, canonical_id: str) -> None:
+        super().__init__(canonical_id)
+        self.canonical_id = canonical_id

@@ -80,3 +80,11 @@ def delete_store(store: StoreDep, request: Request, session: SessionDep) -> JSON
         message="Memory Store deletion request accepted for processing.",
         done=False,
     )
+
+
+def active_store(storeId: str, session: SessionDep, account_sid: AccountSid) -> Store:
+    return service.get_active(session, account_sid=account_sid, store_id=storeId)
+
+
+# Data-plane routes need an ACTIVE store (409, 520042 otherwise).
+ActiveStoreDep = Annotated[Store, Depends(active_store)]

@@ -106,3 +106,13 @@ def delete_group(session: Session, *, store_id: str, name: str) -> None:
     session.execute(
         delete(TraitGroup).where(TraitGroup.store_id == store_id, TraitGroup.name == name)
     )
+
+
+def all_traits(session: Session, *, store_id: str) -> list[TraitDefinition]:
+    return list(
+        session.scalars(select(TraitDefinition).where(TraitDefinition.store_id == store_id))
+    )
+
+
+def group_names(session: Session, *, store_id: str) -> list[str]:
+    return list(session.scalars(select(TraitGroup.name).where(TraitGroup.store_id == store_id)))

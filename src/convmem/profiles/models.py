@@ -1,0 +1,86 @@
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from sqlalchemy import Index, String, text
+from sqlalchemy.orm import Mapped, mapped_column
+
+from convmem.kit.db import Base, JSONType, UTCDateTime
+
+
+class Profile(Base):
+    __tablename__ = "profiles"
+    __table_args__ = (Index("ix_profiles_store_id_merged_into", "store_id", "merged_into"),)
+
+    store_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    # Set when this profile was merged into another: the id stays an alias forever.
+    merged_into: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+
+
+class ProfileTrait(Base):
+    __tablename__ = "profile_traits"
+
+    store_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    profile_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    # "<group>.<trait>": one sortable key for paging (trait names have no dots).
+    trait_key: Mapped[str] = mapped_column(String(130), primary_key=True)
+    group_name: Mapped[str] = mapped_column(String(64))
+    name: Mapped[str] = mapped_column(String(64))
+    value: Mapped[Any] = mapped_column(JSONType)
+    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+
+
+class ProfileIdentifier(Base):
+    __tablename__ = "profile_identifiers"
+    __table_args__ = (
+        Index("ix_profile_identifiers_lookup", "store_id", "id_type", "value"),
+        # At most one profile per value of an idType with enforceUnique
+        # (unique_value is NULL for the others, and NULLs never collide).
+        Index("uq_profile_identifiers_unique", "store_id", "id_type", "unique_value", unique=True),
+        Index(
+            "ix_profile_identifiers_block_prefix",
+            "store_id",
+            "id_type",
+            "block_prefix",
+            postgresql_where=text("fuzzy"),
+            sqlite_where=text("fuzzy"),
+        ),
+        Index(
+            "ix_profile_identifiers_block_suffix",
+            "store_id",
+            "id_type",
+            "block_suffix",
+            postgresql_where=text("fuzzy"),
+            sqlite_where=text("fuzzy"),
+        ),
+    )
+
+    store_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    profile_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    id_type: Mapped[str] = mapped_column(String(30), primary_key=True)
+    value: Mapped[str] = mapped_column(String(255), primary_key=True)
+    unique_value: Mapped[str | None] = mapped_column(String(255))
+    # Creation-ordered (UUIDv7); values of an idType are listed and evicted in this order.
+    sort_key: Mapped[str] = mapped_column(String(64))
+    fuzzy: Mapped[bool] = mapped_column(default=False)
+    block_prefix: Mapped[str] = mapped_column(String(8))
+    block_suffix: Mapped[str] = mapped_column(String(8))
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+
+
+class ProfileMerge(Base):
+    """Audit record of one profile merged into another."""
+
+    __tablename__ = "profile_merges"
+    __table_args__ = (Index("ix_profile_merges_store_id_canonical_id", "store_id", "canonical_id"),)
+
+    store_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    canonical_id: Mapped[str] = mapped_column(String(64))
+    merged_id: Mapped[str] = mapped_column(String(64))
+    rule: Mapped[str] = mapped_column(String(30))
+    merged_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)

@@ -1,0 +1,319 @@
+"""All SQL of profiles, their traits, identifiers and merges."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from sqlalchemy import Select, Table, delete, func, insert, or_, select, text, tuple_, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from convmem.kit.db import Base, affected
+from convmem.profiles.models import Profile, ProfileIdentifier, ProfileMerge, ProfileTrait
+
+Key = tuple[str, str]
+
+
+def _insert(session: Session, table: Table) -> Any:
+    if session.get_bind().dialect.name == "postgresql":
+        return postgresql.insert(table)
+    return sqlite.insert(table)
+
+
+def lock_keys(session: Session, store_id: str, keys: Iterable[Key]) -> None:
+    """Transaction-scoped advisory locks on identifier values (PostgreSQL).
+
+    Taken in sorted order so two writers never wait on each other in a cycle.
+    SQLite needs none: its write transactions (BEGIN IMMEDIATE) run one at a time.
+    """
+    if session.get_bind().dialect.name != "postgresql":
+        return
+    hashes = sorted(
+        {
+            int.from_bytes(
+                hashlib.blake2b(f"{store_id}\x1f{t}\x1f{v}".encode(), digest_size=8).digest(),
+                "big",
+                signed=True,
+            )
+            for t, v in keys
+        }
+    )
+    for h in hashes:
+        session.execute(text("SELECT pg_advisory_xact_lock(:h)"), {"h": h})
+
+
+def lock_profiles(session: Session, store_id: str, ids: Sequence[str]) -> dict[str, str | None]:
+    """Row-lock profiles (sorted) and return each one's current merged_into."""
+    if not ids:
+        return {}
+    query = (
+        select(Profile.id, Profile.merged_into)
+        .where(Profile.store_id == store_id, Profile.id.in_(sorted(set(ids))))
+        .order_by(Profile.id)
+    )
+    if session.get_bind().dialect.name == "postgresql":
+        query = query.with_for_update()
+    return {pid: merged for pid, merged in session.execute(query)}
+
+
+def get(session: Session, store_id: str, profile_id: str) -> Profile | None:
+    return session.get(Profile, (store_id, profile_id))
+
+
+def holders_exact(session: Session, store_id: str, keys: Iterable[Key]) -> dict[Key, set[str]]:
+    keys = list(set(keys))
+    found: dict[Key, set[str]] = {}
+    for start in range(0, len(keys), 500):
+        chunk = keys[start : start + 500]
+        rows = session.execute(
+            select(
+                ProfileIdentifier.id_type, ProfileIdentifier.value, ProfileIdentifier.profile_id
+            ).where(
+                ProfileIdentifier.store_id == store_id,
+                tuple_(ProfileIdentifier.id_type, ProfileIdentifier.value).in_(chunk),
+            )
+        )
+        for id_type, value, profile_id in rows:
+            found.setdefault((id_type, value), set()).add(profile_id)
+    return found
+
+
+def fuzzy_candidates(
+    session: Session, store_id: str, id_type: str, prefix: str, suffix: str, *, limit: int
+) -> list[tuple[str, str]]:
+    """(value, profile_id) pairs sharing a blocking key with the probe."""
+    rows = session.execute(
+        select(ProfileIdentifier.value, ProfileIdentifier.profile_id)
+        .where(
+            ProfileIdentifier.store_id == store_id,
+            ProfileIdentifier.id_type == id_type,
+            ProfileIdentifier.fuzzy.is_(True),
+            or_(ProfileIdentifier.block_prefix == prefix, ProfileIdentifier.block_suffix == suffix),
+        )
+        .limit(limit)
+    )
+    return [(value, pid) for value, pid in rows]
+
+
+def insert_profiles(session: Session, rows: list[dict[str, Any]]) -> None:
+    if rows:
+        session.execute(insert(Profile), rows)
+
+
+def touch(session: Session, store_id: str, ids: Iterable[str], now: Any) -> None:
+    ids = list(ids)
+    if ids:
+        session.execute(
+            update(Profile)
+            .where(Profile.store_id == store_id, Profile.id.in_(ids))
+            .values(updated_at=now)
+        )
+
+
+def upsert_traits(session: Session, rows: list[dict[str, Any]]) -> None:
+    """Insert or overwrite trait values (one statement for the whole batch)."""
+    if not rows:
+        return
+    stmt = _insert(session, ProfileTrait.__table__)  # type: ignore[arg-type]
+    stmt = stmt.on_conflict_do_update(
+        index_elements=["store_id", "profile_id", "trait_key"],
+        set_={"value": stmt.excluded.value, "updated_at": stmt.excluded.updated_at},
+    )
+    session.execute(stmt, rows)
+
+
+def delete_traits(session: Session, store_id: str, profile_id: str, keys: Iterable[str]) -> None:
+    keys = list(keys)
+    if keys:
+        session.execute(
+            delete(ProfileTrait).where(
+                ProfileTrait.store_id == store_id,
+                ProfileTrait.profile_id == profile_id,
+                ProfileTrait.trait_key.in_(keys),
+            )
+        )
+
+
+def traits_of(
+    session: Session, store_id: str, profile_ids: Iterable[str], groups: Sequence[str] | None = None
+) -> list[ProfileTrait]:
+    query = select(ProfileTrait).where(
+        ProfileTrait.store_id == store_id, ProfileTrait.profile_id.in_(list(profile_ids))
+    )
+    if groups is not None:
+        query = query.where(ProfileTrait.group_name.in_(list(groups)))
+    return list(session.scalars(query.order_by(ProfileTrait.trait_key)))
+
+
+def traits_query(store_id: str, profile_id: str, groups: Sequence[str] | None) -> Select[Any]:
+    query = select(ProfileTrait).where(
+        ProfileTrait.store_id == store_id, ProfileTrait.profile_id == profile_id
+    )
+    if groups is not None:
+        query = query.where(ProfileTrait.group_name.in_(list(groups)))
+    return query
+
+
+def identifiers_of(
+    session: Session, store_id: str, profile_ids: Iterable[str], id_type: str | None = None
+) -> list[ProfileIdentifier]:
+    query = select(ProfileIdentifier).where(
+        ProfileIdentifier.store_id == store_id,
+        ProfileIdentifier.profile_id.in_(list(profile_ids)),
+    )
+    if id_type is not None:
+        query = query.where(ProfileIdentifier.id_type == id_type)
+    return list(session.scalars(query.order_by(ProfileIdentifier.sort_key)))
+
+
+def insert_identifiers(session: Session, rows: list[dict[str, Any]]) -> None:
+    """Add identifier values; a value the profile already has is left as is."""
+    if not rows:
+        return
+    stmt = _insert(session, ProfileIdentifier.__table__)  # type: ignore[arg-type]
+    stmt = stmt.on_conflict_do_nothing(
+        index_elements=["store_id", "profile_id", "id_type", "value"]
+    )
+    session.execute(stmt, rows)
+
+
+def delete_identifiers(
+    session: Session, store_id: str, profile_id: str, id_type: str, values: Iterable[str] | None
+) -> int:
+    query = delete(ProfileIdentifier).where(
+        ProfileIdentifier.store_id == store_id,
+        ProfileIdentifier.profile_id == profile_id,
+        ProfileIdentifier.id_type == id_type,
+    )
+    if values is not None:
+        query = query.where(ProfileIdentifier.value.in_(list(values)))
+    return affected(session, query)
+
+
+def count_identifiers(session: Session, store_id: str, profile_id: str, id_type: str) -> int:
+    return int(
+        session.scalar(
+            select(func.count())
+            .select_from(ProfileIdentifier)
+            .where(
+                ProfileIdentifier.store_id == store_id,
+                ProfileIdentifier.profile_id == profile_id,
+                ProfileIdentifier.id_type == id_type,
+            )
+        )
+        or 0
+    )
+
+
+def move_identifiers(session: Session, store_id: str, source: str, target: str) -> None:
+    """Give `target` every identifier of `source` it does not already have."""
+    rows = identifiers_of(session, store_id, [source])
+    session.execute(
+        delete(ProfileIdentifier).where(
+            ProfileIdentifier.store_id == store_id, ProfileIdentifier.profile_id == source
+        )
+    )
+    insert_identifiers(
+        session,
+        [
+            {
+                "store_id": store_id,
+                "profile_id": target,
+                "id_type": r.id_type,
+                "value": r.value,
+                "unique_value": r.unique_value,
+                "sort_key": r.sort_key,
+                "fuzzy": r.fuzzy,
+                "block_prefix": r.block_prefix,
+                "block_suffix": r.block_suffix,
+                "created_at": r.created_at,
+            }
+            for r in rows
+        ],
+    )
+
+
+def profile_scoped_tables() -> list[Table]:
+    """Other tables holding rows of a profile (observations, summaries, ...):
+    a merge re-points them at the canonical profile."""
+    own = {"profiles", "profile_traits", "profile_identifiers", "profile_merges"}
+    return [
+        t
+        for t in Base.metadata.sorted_tables
+        if "profile_id" in t.c and "store_id" in t.c and t.name not in own
+    ]
+
+
+def repoint(session: Session, store_id: str, source: str, target: str) -> None:
+    for table in profile_scoped_tables():
+        session.execute(
+            update(table)
+            .where(table.c.store_id == store_id, table.c.profile_id == source)
+            .values(profile_id=target)
+        )
+
+
+def mark_merged(session: Session, store_id: str, source: str, target: str, now: Any) -> None:
+    # Aliases of the merged profile now point straight at the canonical one.
+    session.execute(
+        update(Profile)
+        .where(Profile.store_id == store_id, Profile.merged_into == source)
+        .values(merged_into=target, updated_at=now)
+    )
+    session.execute(
+        update(Profile)
+        .where(Profile.store_id == store_id, Profile.id == source)
+        .values(merged_into=target, updated_at=now)
+    )
+
+
+def record_merge(session: Session, row: dict[str, Any]) -> None:
+    session.execute(insert(ProfileMerge), [row])
+
+
+def merges_into(session: Session, store_id: str, canonical_id: str) -> list[ProfileMerge]:
+    return list(
+        session.scalars(
+            select(ProfileMerge)
+            .where(ProfileMerge.store_id == store_id, ProfileMerge.canonical_id == canonical_id)
+            .order_by(ProfileMerge.id)
+        )
+    )
+
+
+def list_query(store_id: str) -> Select[Any]:
+    return select(Profile.id).where(Profile.store_id == store_id, Profile.merged_into.is_(None))
+
+
+def delete_profile(session: Session, store_id: str, profile_id: str) -> None:
+    for model in (ProfileTrait, ProfileIdentifier):
+        session.execute(
+            delete(model).where(model.store_id == store_id, model.profile_id == profile_id)
+        )
+    for table in profile_scoped_tables():
+        session.execute(
+            delete(table).where(table.c.store_id == store_id, table.c.profile_id == profile_id)
+        )
+    # Its aliases go too: a deleted profile is gone under every id it had.
+    session.execute(
+        delete(Profile).where(
+            Profile.store_id == store_id,
+            or_(Profile.id == profile_id, Profile.merged_into == profile_id),
+        )
+    )
+
+
+def set_identifier_flags(session: Session, store_id: str, id_type: str, **values: Any) -> None:
+    session.execute(
+        update(ProfileIdentifier)
+        .where(ProfileIdentifier.store_id == store_id, ProfileIdentifier.id_type == id_type)
+        .values(**values)
+    )
+
+
+def set_unique(session: Session, store_id: str, id_type: str, unique: bool) -> None:
+    set_identifier_flags(
+        session, store_id, id_type, unique_value=ProfileIdentifier.value if unique else None
+    )

@@ -1,0 +1,48 @@
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from pydantic import Field
+
+from convmem.kit.schemas import RequestModel, timestamp
+from convmem.profiles.models import Profile, ProfileTrait
+
+IdType = Annotated[str, Field(min_length=2, max_length=30)]
+Value = Annotated[str, Field(max_length=255)]
+
+
+class ProfileData(RequestModel):
+    # Values stay raw JSON here; they are checked against the store's trait
+    # definitions (and `null` means "remove" in PATCH).
+    traits: dict[str, Any] | None = None
+
+
+class BulkProfiles(RequestModel):
+    profiles: Annotated[list[ProfileData], Field(min_length=1, max_length=1000)]
+
+
+class IdentifierIn(RequestModel):
+    idType: IdType
+    value: Value
+
+
+class IdentifierUpdate(RequestModel):
+    idType: IdType
+    oldValue: Value
+    newValue: Value
+
+
+def profile_json(profile: Profile, traits: list[ProfileTrait]) -> dict[str, Any]:
+    groups: dict[str, dict[str, Any]] = {}
+    for row in traits:
+        groups.setdefault(row.group_name, {})[row.name] = row.value
+    return {"id": profile.id, "createdAt": timestamp(profile.created_at), "traits": groups}
+
+
+def trait_json(row: ProfileTrait) -> dict[str, Any]:
+    return {
+        "name": row.name,
+        "value": row.value,
+        "traitGroup": row.group_name,
+        "timestamp": timestamp(row.updated_at),
+    }

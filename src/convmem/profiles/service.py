@@ -1,0 +1,130 @@
+"""Profile use cases: create, bulk upsert, read, patch, delete, list, lookup."""
+
+from __future__ import annotations
+
+from sqlalchemy.orm import Session
+
+from convmem.identity.normalize import normalize_field
+from convmem.kit import ids
+from convmem.kit.errors import ProfileMoved, ProfileNotFound, ValidationFailed
+from convmem.kit.pagination import Page, PageRequest, paginate
+from convmem.profiles import engine
+from convmem.profiles import repository as repo
+from convmem.profiles import schema as store_schema
+from convmem.profiles.models import Profile, ProfileTrait
+from convmem.profiles.rules import (
+    Record,
+    StoreSchema,
+    check_traits,
+    promoted_keys,
+    record_from_traits,
+)
+from convmem.profiles.schemas import ProfileData
+
+MAX_LOOKUP_RESULTS = 100
+MAX_TRAITS_PAGE = 100
+
+
+def check_id(profile_id: str) -> None:
+    if not ids.is_valid(ids.PROFILE_ID, profile_id):
+        raise ValidationFailed(
+            f"Invalid profileId '{profile_id[:80]}': expected mem_profile_ followed by 26 "
+            "lowercase base32 characters"
+        )
+
+
+def get_canonical(session: Session, *, store_id: str, profile_id: str) -> Profile:
+    """The profile, or ProfileMoved when the id was merged into another one."""
+    check_id(profile_id)
+    profile = repo.get(session, store_id, profile_id)
+    if profile is None:
+        raise ProfileNotFound(f"Profile {profile_id} not found")
+    if profile.merged_into is not None:
+        raise ProfileMoved(profile.merged_into)
+    return profile
+
+
+def parse_groups(value: str | None) -> list[str] | None:
+    if value is None:
+        return None
+    groups = [g.strip() for g in value.split(",") if g.strip()]
+    if not groups:
+        raise ValidationFailed("query parameter traitGroups: list at least one trait group name")
+    return groups
+
+
+def create(session: Session, *, store_id: str, data: ProfileData) -> str:
+    schema = store_schema.load(session, store_id)
+    record = record_from_traits("traits", data.traits or {}, schema)
+    return engine.write(session, store_id, schema, [record])[0]
+
+
+def bulk(session: Session, *, store_id: str, items: list[ProfileData]) -> list[str]:
+    schema = store_schema.load(session, store_id)
+    # Every item is checked before anything is written: one bad item fails the batch.
+    records = [
+        record_from_traits(f"profiles[{n}].traits", item.traits or {}, schema)
+        for n, item in enumerate(items)
+    ]
+    return engine.write(session, store_id, schema, records)
+
+
+def patch(session: Session, *, store_id: str, profile_id: str, data: ProfileData) -> str:
+    get_canonical(session, store_id=store_id, profile_id=profile_id)
+    schema = store_schema.load(session, store_id)
+    writes = check_traits("traits", data.traits or {}, schema, allow_null=True)
+    record = Record(writes=writes, keys=promoted_keys("traits", writes, schema), anchor=profile_id)
+    return engine.write(session, store_id, schema, [record])[0]
+
+
+def delete(session: Session, *, store_id: str, profile_id: str) -> None:
+    get_canonical(session, store_id=store_id, profile_id=profile_id)
+    repo.lock_profiles(session, store_id, [profile_id])
+    repo.delete_profile(session, store_id, profile_id)
+
+
+def read(
+    session: Session, *, store_id: str, profile_id: str, groups: list[str] | None
+) -> tuple[Profile, list[ProfileTrait]]:
+    profile = get_canonical(session, store_id=store_id, profile_id=profile_id)
+    return profile, repo.traits_of(session, store_id, [profile.id], groups)
+
+
+def list_ids(session: Session, *, store_id: str, page: PageRequest) -> Page[str]:
+    return paginate(session, repo.list_query(store_id), Profile.id, page, key_of=lambda pid: pid)
+
+
+def list_traits(
+    session: Session,
+    *,
+    store_id: str,
+    profile_id: str,
+    groups: list[str] | None,
+    page: PageRequest,
+) -> Page[ProfileTrait]:
+    profile = get_canonical(session, store_id=store_id, profile_id=profile_id)
+    if page.page_size > MAX_TRAITS_PAGE:  # the response holds at most 100 traits
+        page = PageRequest(MAX_TRAITS_PAGE, page.order, page.key, page.backwards)
+    return paginate(
+        session,
+        repo.traits_query(store_id, profile.id, groups),
+        ProfileTrait.trait_key,
+        page,
+        key_of=lambda row: row.trait_key,
+    )
+
+
+def configured(schema: StoreSchema, field: str, id_type: str) -> None:
+    if id_type not in schema.configs:
+        raise ValidationFailed(
+            f"{field}: '{id_type}' is not an idType of the store's identity resolution settings "
+            f"({', '.join(sorted(schema.configs))})"
+        )
+
+
+def lookup(session: Session, *, store_id: str, id_type: str, value: str) -> tuple[str, list[str]]:
+    schema = store_schema.load(session, store_id)
+    configured(schema, "idType", id_type)
+    normalized = normalize_field("value", value, schema.configs[id_type].normalization)
+    holders = engine.find_holders(session, store_id, schema, [(id_type, normalized)])
+    return normalized, sorted(holders.get((id_type, normalized), ()))[:MAX_LOOKUP_RESULTS]
