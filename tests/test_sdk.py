@@ -166,3 +166,93 @@ def test_server_data_dir_holds_the_database(
 ) -> None:
     data = Path(tmp_path_factory.getbasetemp())
     assert list(data.glob("sdk*/convmem.db"))
+
+
+ALYSSA_TRAITS = {
+    "Contact": {
+        "email": "Alyssa.Mock@example.com",
+        "phone": "+13175551234",
+        "lastName": "Mock",
+        "firstName": "Alyssa",
+        "street": "123 Main St",
+        "city": "San Francisco",
+        "state": "CA",
+        "postalCode": "94107",
+        "country": "US",
+    }
+}
+
+
+def test_profiles_through_the_sdk(client: Client) -> None:
+    from twilio.rest.memory.v1.bulk import BulkList
+    from twilio.rest.memory.v1.identifier import IdentifierList
+    from twilio.rest.memory.v1.lookup import LookupList
+    from twilio.rest.memory.v1.profile import ProfileList
+
+    v1 = client.memory.v1
+    store_id = create_store(client, "sdk-profiles")
+    created = v1.profiles(store_id).create(ProfileList.ProfileData({"traits": ALYSSA_TRAITS}))
+    assert created.message
+    profile_id = created.id
+    assert profile_id.startswith("mem_profile_")
+
+    profile = v1.profiles(store_id, profile_id).fetch()
+    assert profile.id == profile_id
+    assert profile.traits == ALYSSA_TRAITS
+    only = v1.profiles(store_id, profile_id).fetch(trait_groups="Contact")
+    assert only.traits["Contact"]["city"] == "San Francisco"
+
+    # (The SDK drops None values from bodies, so it cannot send `null` to remove a trait.)
+    v1.profiles(store_id, profile_id).patch(
+        ProfileList.ProfilePatch({"traits": {"Contact": {"firstName": "Ally"}}})
+    )
+    contact = v1.profiles(store_id, profile_id).fetch().traits["Contact"]
+    assert contact["firstName"] == "Ally"
+
+    traits = v1.traits(store_id, profile_id).list(page_size=3)
+    assert len(traits) == 9
+    assert {t.trait_group for t in traits} == {"Contact"}
+    assert {t.name for t in traits} >= {"firstName", "email"}
+
+    v1.bulk(store_id).update(
+        BulkList.UpdateProfilesBulkRequest(
+            {
+                "profiles": [
+                    {"traits": {"Contact": {"email": "john.doe@example.com", "firstName": "John"}}},
+                    {"traits": {"Contact": {"email": "jane@example.com", "firstName": "Jane"}}},
+                ]
+            }
+        )
+    )
+    listed = list(v1.profiles(store_id).stream(page_size=2))
+    assert len(listed) == 3 and profile_id in listed
+
+    identifiers = v1.identifiers(store_id, profile_id)
+    identifiers.create(IdentifierList.Identifier({"idType": "chat", "value": "alyssa-42"}))
+    sets = {i.id_type: i.values for i in identifiers.list()}
+    assert sets == {
+        "email": ["alyssa.mock@example.com"],
+        "phone": ["+13175551234"],
+        "chat": ["alyssa-42"],
+    }
+    phone = v1.identifiers(store_id, profile_id, "phone")
+    assert phone.fetch().values == ["+13175551234"]
+    phone.patch(
+        IdentifierList.IdentifierUpdate(
+            {"idType": "phone", "oldValue": "+13175551234", "newValue": "317-555-4321"}
+        )
+    )
+    assert phone.fetch().values == ["+13175554321"]
+    assert v1.identifiers(store_id, profile_id, "chat").delete(remove_all=True)
+
+    found = v1.lookup(store_id).create(
+        LookupList.Identifier({"idType": "phone", "value": "(317) 555-4321"})
+    )
+    assert found.normalized_value == "+13175554321"
+    assert found.profiles == [profile_id]
+
+    assert v1.profiles(store_id, profile_id).delete()
+    with pytest.raises(TwilioRestException) as error:
+        v1.profiles(store_id, profile_id).fetch()
+    assert error.value.status == 404
+    assert error.value.code == 520009
