@@ -7,6 +7,7 @@ import logging
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
+from anyio import to_thread
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -114,6 +115,9 @@ def create_app(
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # Few request threads: each SQL call releases and re-takes the GIL, and
+        # with dozens of threads contending those hand-offs dominate latency.
+        to_thread.current_default_thread_limiter().total_tokens = settings.request_threads
         pool = WorkerPool(database, settings) if run_workers else None
         if pool:
             pool.start()

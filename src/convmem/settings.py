@@ -38,6 +38,9 @@ class Settings(BaseSettings):
     auth_token: str | None = Field(
         None, description="Auth token for `CONVMEM_ACCOUNT_SID` (stored hashed)."
     )
+    request_threads: int = Field(
+        8, ge=1, description="Threads serving requests' database work per server process."
+    )
     run_workers: bool = Field(
         True, description="`convmem serve` also runs background workers in-process."
     )

@@ -12,6 +12,7 @@ from convmem.kit.db import utcnow
 from convmem.kit.errors import Conflict, NotFound, PreconditionFailed
 from convmem.operations import service as operations
 from convmem.operations.models import Operation
+from convmem.stores import repository as stores
 from convmem.stores.models import Store
 
 
@@ -69,6 +70,7 @@ def replace(
     ):
         raise PreconditionFailed()
     _reindex_identifiers(session, store.id, before, configs)
+    stores.bump_schema(session, store.id)
     return operations.record_completed(
         session,
         account_sid=store.account_sid,

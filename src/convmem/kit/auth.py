@@ -7,9 +7,10 @@ import binascii
 from typing import Annotated
 
 from fastapi import Depends, Request
+from starlette.concurrency import run_in_threadpool
 
 from convmem.accounts import service as accounts
-from convmem.kit.context import get_context
+from convmem.kit.context import AppContext, get_context
 from convmem.kit.errors import TooManyRequests, Unauthorized
 
 _CHALLENGE = {"WWW-Authenticate": 'Basic realm="convmem"'}
@@ -29,14 +30,21 @@ def _basic_credentials(request: Request) -> tuple[str, str]:
     return username, password
 
 
-def authenticate(request: Request) -> str:
-    """The SID of the account the request acts for; rate limited per credential."""
+def _verify(ctx: AppContext, username: str, password: str) -> str | None:
+    with ctx.db.transaction(write=False) as session:
+        return accounts.verify_credentials(session, username, password)
+
+
+async def authenticate(request: Request) -> str:
+    """The SID of the account the request acts for; rate limited per credential.
+
+    Async so that the common case (a cached credential) costs no thread hop.
+    """
     ctx = get_context(request)
     username, password = _basic_credentials(request)
     account_sid = ctx.credentials.get(username, password)
     if account_sid is None:
-        with ctx.db.transaction(write=False) as session:
-            account_sid = accounts.verify_credentials(session, username, password)
+        account_sid = await run_in_threadpool(_verify, ctx, username, password)
         if account_sid is None:
             raise Unauthorized("Invalid username or password", headers=_CHALLENGE)
         ctx.credentials.put(username, password, account_sid)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
 
 from starlette.requests import HTTPConnection
@@ -18,6 +19,7 @@ class AppContext:
     db: Database
     credentials: CredentialCache = field(init=False)
     rate_limiter: RateLimiter | None = field(init=False)
+    _gates: dict[asyncio.AbstractEventLoop, asyncio.Lock] = field(init=False, default_factory=dict)
 
     def __post_init__(self) -> None:
         self.credentials = CredentialCache(self.settings.credential_cache_seconds)
@@ -26,6 +28,14 @@ class AppContext:
             if self.settings.rate_limit_per_second > 0
             else None
         )
+
+    def write_gate(self) -> asyncio.Lock:
+        """The lock this process's SQLite write requests queue on (one per event loop)."""
+        loop = asyncio.get_running_loop()
+        gate = self._gates.get(loop)
+        if gate is None:
+            gate = self._gates[loop] = asyncio.Lock()
+        return gate
 
 
 def get_context(conn: HTTPConnection) -> AppContext:

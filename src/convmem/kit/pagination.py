@@ -88,7 +88,7 @@ PageToken = Annotated[str | None, Query(alias="pageToken", max_length=4096)]
 OrderBy = Annotated[str | None, Query(alias="orderBy")]
 
 
-def control_plane_page(
+async def control_plane_page(
     page_size: Annotated[int, Query(alias="pageSize", ge=1, le=100)] = 50,
     page_token: PageToken = None,
     order_by: OrderBy = None,
@@ -96,7 +96,7 @@ def control_plane_page(
     return page_request(page_size, page_token, order_by)
 
 
-def data_plane_page(
+async def data_plane_page(
     page_size: Annotated[int, Query(alias="pageSize", ge=1, le=1000)] = 50,
     page_token: PageToken = None,
     order_by: OrderBy = None,

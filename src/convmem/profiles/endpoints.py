@@ -1,10 +1,13 @@
+"""Profile routes. Each runs its work in one transaction and one thread hop
+(StoreWorkDep); parsing and JSON rendering stay on the event loop."""
+
 from __future__ import annotations
 
 from typing import Annotated
 
 from fastapi import APIRouter, Query
 
-from convmem.kit.http import JSONResponse, SessionDep
+from convmem.kit.http import JSONResponse, ReadOnly
 from convmem.kit.pagination import DataPlanePage
 from convmem.profiles import identifiers, service
 from convmem.profiles.schemas import (
@@ -15,7 +18,7 @@ from convmem.profiles.schemas import (
     profile_json,
     trait_json,
 )
-from convmem.stores.endpoints import ActiveStoreDep
+from convmem.stores.endpoints import StoreWorkDep
 
 router = APIRouter(prefix="/v1/Stores/{storeId}/Profiles", tags=["Profile"])
 TraitGroupsParam = Annotated[str | None, Query(alias="traitGroups", min_length=1, max_length=256)]
@@ -26,75 +29,63 @@ def accepted(message: str, **extra: str) -> JSONResponse:
 
 
 @router.get("")
-def list_profiles(store: ActiveStoreDep, session: SessionDep, page: DataPlanePage) -> JSONResponse:
-    result = service.list_ids(session, store_id=store.id, page=page)
+async def list_profiles(run: StoreWorkDep, page: DataPlanePage) -> JSONResponse:
+    result = await run(lambda s, store: service.list_ids(s, store=store, page=page))
     return JSONResponse({"profiles": result.items, "meta": result.meta("profiles")})
 
 
 @router.post("")
-def create_profile(body: ProfileData, store: ActiveStoreDep, session: SessionDep) -> JSONResponse:
-    profile_id = service.create(session, store_id=store.id, data=body)
+async def create_profile(body: ProfileData, run: StoreWorkDep) -> JSONResponse:
+    profile_id = await run(lambda s, store: service.create(s, store=store, data=body))
     return accepted("Profile resolved and accepted for processing.", id=profile_id)
 
 
 @router.put("/Bulk")
-def bulk_upsert(body: BulkProfiles, store: ActiveStoreDep, session: SessionDep) -> JSONResponse:
-    service.bulk(session, store_id=store.id, items=body.profiles)
+async def bulk_upsert(body: BulkProfiles, run: StoreWorkDep) -> JSONResponse:
+    await run(lambda s, store: service.bulk(s, store=store, items=body.profiles))
     return accepted("Profile batch accepted for processing.")
 
 
-@router.post("/Lookup", tags=["Retrieval"])
-def lookup(body: IdentifierIn, store: ActiveStoreDep, session: SessionDep) -> JSONResponse:
-    normalized, profiles = service.lookup(
-        session, store_id=store.id, id_type=body.idType, value=body.value
+@router.post("/Lookup", tags=["Retrieval"], dependencies=[ReadOnly])
+async def lookup(body: IdentifierIn, run: StoreWorkDep) -> JSONResponse:
+    normalized, profiles = await run(
+        lambda s, store: service.lookup(s, store=store, id_type=body.idType, value=body.value)
     )
     return JSONResponse({"normalizedValue": normalized, "profiles": profiles})
 
 
 @router.get("/{profileId}")
-def fetch_profile(
-    profileId: str,
-    store: ActiveStoreDep,
-    session: SessionDep,
-    trait_groups: TraitGroupsParam = None,
+async def fetch_profile(
+    profileId: str, run: StoreWorkDep, trait_groups: TraitGroupsParam = None
 ) -> JSONResponse:
-    profile, traits = service.read(
-        session,
-        store_id=store.id,
-        profile_id=profileId,
-        groups=service.parse_groups(trait_groups),
+    groups = service.parse_groups(trait_groups)
+    profile, traits = await run(
+        lambda s, store: service.read(s, store=store, profile_id=profileId, groups=groups)
     )
     return JSONResponse(profile_json(profile, traits))
 
 
 @router.patch("/{profileId}")
-def patch_profile(
-    profileId: str, body: ProfileData, store: ActiveStoreDep, session: SessionDep
-) -> JSONResponse:
-    service.patch(session, store_id=store.id, profile_id=profileId, data=body)
+async def patch_profile(profileId: str, body: ProfileData, run: StoreWorkDep) -> JSONResponse:
+    await run(lambda s, store: service.patch(s, store=store, profile_id=profileId, data=body))
     return accepted("Trait modifications accepted for processing.")
 
 
 @router.delete("/{profileId}")
-def delete_profile(profileId: str, store: ActiveStoreDep, session: SessionDep) -> JSONResponse:
-    service.delete(session, store_id=store.id, profile_id=profileId)
+async def delete_profile(profileId: str, run: StoreWorkDep) -> JSONResponse:
+    await run(lambda s, store: service.delete(s, store=store, profile_id=profileId))
     return accepted("Profile accepted for deletion.")
 
 
 @router.get("/{profileId}/Traits", tags=["Traits"])
-def list_traits(
-    profileId: str,
-    store: ActiveStoreDep,
-    session: SessionDep,
-    page: DataPlanePage,
-    trait_groups: TraitGroupsParam = None,
+async def list_traits(
+    profileId: str, run: StoreWorkDep, page: DataPlanePage, trait_groups: TraitGroupsParam = None
 ) -> JSONResponse:
-    result = service.list_traits(
-        session,
-        store_id=store.id,
-        profile_id=profileId,
-        groups=service.parse_groups(trait_groups),
-        page=page,
+    groups = service.parse_groups(trait_groups)
+    result = await run(
+        lambda s, store: service.list_traits(
+            s, store=store, profile_id=profileId, groups=groups, page=page
+        )
     )
     return JSONResponse(
         {"traits": [trait_json(row) for row in result.items], "meta": result.meta("traits")}
@@ -102,49 +93,48 @@ def list_traits(
 
 
 @router.get("/{profileId}/Identifiers", tags=["Identifiers"])
-def list_identifiers(profileId: str, store: ActiveStoreDep, session: SessionDep) -> JSONResponse:
-    sets = identifiers.list_all(session, store_id=store.id, profile_id=profileId)
+async def list_identifiers(profileId: str, run: StoreWorkDep) -> JSONResponse:
+    sets = await run(lambda s, store: identifiers.list_all(s, store=store, profile_id=profileId))
     return JSONResponse({"identifiers": sets})
 
 
 @router.post("/{profileId}/Identifiers", tags=["Identifiers"])
-def add_identifier(
-    profileId: str, body: IdentifierIn, store: ActiveStoreDep, session: SessionDep
-) -> JSONResponse:
-    identifiers.add(session, store_id=store.id, profile_id=profileId, data=body)
+async def add_identifier(profileId: str, body: IdentifierIn, run: StoreWorkDep) -> JSONResponse:
+    await run(lambda s, store: identifiers.add(s, store=store, profile_id=profileId, data=body))
     return accepted("Identifier accepted for processing.")
 
 
 @router.get("/{profileId}/Identifiers/{idType}", tags=["Identifiers"])
-def fetch_identifier(
-    profileId: str, idType: str, store: ActiveStoreDep, session: SessionDep
-) -> JSONResponse:
+async def fetch_identifier(profileId: str, idType: str, run: StoreWorkDep) -> JSONResponse:
     return JSONResponse(
-        identifiers.fetch(session, store_id=store.id, profile_id=profileId, id_type=idType)
+        await run(
+            lambda s, store: identifiers.fetch(s, store=store, profile_id=profileId, id_type=idType)
+        )
     )
 
 
 @router.patch("/{profileId}/Identifiers/{idType}", tags=["Identifiers"])
-def patch_identifier(
-    profileId: str,
-    idType: str,
-    body: IdentifierUpdate,
-    store: ActiveStoreDep,
-    session: SessionDep,
+async def patch_identifier(
+    profileId: str, idType: str, body: IdentifierUpdate, run: StoreWorkDep
 ) -> JSONResponse:
-    identifiers.replace(session, store_id=store.id, profile_id=profileId, id_type=idType, data=body)
+    await run(
+        lambda s, store: identifiers.replace(
+            s, store=store, profile_id=profileId, id_type=idType, data=body
+        )
+    )
     return accepted("Identifier update accepted.")
 
 
 @router.delete("/{profileId}/Identifiers/{idType}", tags=["Identifiers"])
-def delete_identifier(
+async def delete_identifier(
     profileId: str,
     idType: str,
-    store: ActiveStoreDep,
-    session: SessionDep,
+    run: StoreWorkDep,
     remove_all: Annotated[bool, Query(alias="removeAll")] = False,
 ) -> JSONResponse:
-    identifiers.remove(
-        session, store_id=store.id, profile_id=profileId, id_type=idType, remove_all=remove_all
+    await run(
+        lambda s, store: identifiers.remove(
+            s, store=store, profile_id=profileId, id_type=idType, remove_all=remove_all
+        )
     )
     return accepted("Identifier removal accepted.")

@@ -14,58 +14,59 @@ from convmem.profiles import schema as store_schema
 from convmem.profiles.rules import Record
 from convmem.profiles.schemas import IdentifierIn, IdentifierUpdate
 from convmem.profiles.service import configured, get_canonical
+from convmem.stores.models import StoreRef
 
 
-def list_all(session: Session, *, store_id: str, profile_id: str) -> list[dict[str, object]]:
-    profile = get_canonical(session, store_id=store_id, profile_id=profile_id)
+def list_all(session: Session, *, store: StoreRef, profile_id: str) -> list[dict[str, object]]:
+    profile = get_canonical(session, store=store, profile_id=profile_id)
     values: dict[str, list[str]] = defaultdict(list)
-    for row in repo.identifiers_of(session, store_id, [profile.id]):
+    for row in repo.identifiers_of(session, store.id, [profile.id]):
         values[row.id_type].append(row.value)
     return [{"idType": t, "values": v} for t, v in values.items()]
 
 
-def fetch(session: Session, *, store_id: str, profile_id: str, id_type: str) -> dict[str, object]:
-    profile = get_canonical(session, store_id=store_id, profile_id=profile_id)
-    rows = repo.identifiers_of(session, store_id, [profile.id], id_type)
+def fetch(session: Session, *, store: StoreRef, profile_id: str, id_type: str) -> dict[str, object]:
+    profile = get_canonical(session, store=store, profile_id=profile_id)
+    rows = repo.identifiers_of(session, store.id, [profile.id], id_type)
     if not rows:
         raise IdentifierNotFound(f"Profile {profile.id} has no {id_type} identifier")
     return {"idType": id_type, "values": [r.value for r in rows]}
 
 
-def add(session: Session, *, store_id: str, profile_id: str, data: IdentifierIn) -> str:
-    get_canonical(session, store_id=store_id, profile_id=profile_id)
-    schema = store_schema.load(session, store_id)
+def add(session: Session, *, store: StoreRef, profile_id: str, data: IdentifierIn) -> str:
+    get_canonical(session, store=store, profile_id=profile_id)
+    schema = store_schema.load(session, store)
     configured(schema, "idType", data.idType)
     value = normalize_field("value", data.value, schema.configs[data.idType].normalization)
     record = Record(keys=[(data.idType, value)], anchor=profile_id)
-    return engine.write(session, store_id, schema, [record])[0]
+    return engine.write(session, store.id, schema, [record])[0]
 
 
 def replace(
-    session: Session, *, store_id: str, profile_id: str, id_type: str, data: IdentifierUpdate
+    session: Session, *, store: StoreRef, profile_id: str, id_type: str, data: IdentifierUpdate
 ) -> str:
-    get_canonical(session, store_id=store_id, profile_id=profile_id)
+    get_canonical(session, store=store, profile_id=profile_id)
     if data.idType != id_type:
         raise ValidationFailed(f"idType: '{data.idType}' does not match the path's '{id_type}'")
-    schema = store_schema.load(session, store_id)
+    schema = store_schema.load(session, store)
     configured(schema, "idType", id_type)
     normalization = schema.configs[id_type].normalization
     old = normalize_field("oldValue", data.oldValue, normalization)
     new = normalize_field("newValue", data.newValue, normalization)
-    repo.lock_keys(session, store_id, [(id_type, old)])
-    if not repo.delete_identifiers(session, store_id, profile_id, id_type, [old]):
+    repo.lock_keys(session, store.id, [(id_type, old)])
+    if not repo.delete_identifiers(session, store.id, profile_id, id_type, [old]):
         raise IdentifierValueNotFound(f"Profile {profile_id} has no {id_type} '{old}'")
     record = Record(keys=[(id_type, new)], anchor=profile_id)
-    return engine.write(session, store_id, schema, [record])[0]
+    return engine.write(session, store.id, schema, [record])[0]
 
 
 def remove(
-    session: Session, *, store_id: str, profile_id: str, id_type: str, remove_all: bool
+    session: Session, *, store: StoreRef, profile_id: str, id_type: str, remove_all: bool
 ) -> None:
-    profile = get_canonical(session, store_id=store_id, profile_id=profile_id)
-    schema = store_schema.load(session, store_id)
+    profile = get_canonical(session, store=store, profile_id=profile_id)
+    schema = store_schema.load(session, store)
     configured(schema, "idType", id_type)
-    rows = repo.identifiers_of(session, store_id, [profile.id], id_type)
+    rows = repo.identifiers_of(session, store.id, [profile.id], id_type)
     if not rows:
         raise IdentifierNotFound(f"Profile {profile.id} has no {id_type} identifier")
     if remove_all:
@@ -73,4 +74,4 @@ def remove(
     else:
         # One value, chosen like the limit policy would: fifo the oldest, lifo the newest.
         victims = [rows[-1].value if schema.configs[id_type].lifo else rows[0].value]
-    repo.delete_identifiers(session, store_id, profile.id, id_type, victims)
+    repo.delete_identifiers(session, store.id, profile.id, id_type, victims)

@@ -37,7 +37,8 @@ class ProfileTrait(Base):
 class ProfileIdentifier(Base):
     __tablename__ = "profile_identifiers"
     __table_args__ = (
-        Index("ix_profile_identifiers_lookup", "store_id", "id_type", "value"),
+        # Covering (profile_id included) so SQLite prefers it to the primary key.
+        Index("ix_profile_identifiers_lookup", "store_id", "id_type", "value", "profile_id"),
         # At most one profile per value of an idType with enforceUnique
         # (unique_value is NULL for the others, and NULLs never collide).
         Index("uq_profile_identifiers_unique", "store_id", "id_type", "unique_value", unique=True),

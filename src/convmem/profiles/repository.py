@@ -4,22 +4,38 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable, Sequence
+from functools import cache
 from typing import Any
 
-from sqlalchemy import Select, Table, delete, func, insert, or_, select, text, tuple_, update
+from sqlalchemy import (
+    Select,
+    Table,
+    bindparam,
+    delete,
+    func,
+    insert,
+    or_,
+    select,
+    text,
+    tuple_,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Row
 from sqlalchemy.orm import Session
 
-from convmem.kit.db import Base, affected
+from convmem.kit.db import Base, affected, core
 from convmem.profiles.models import Profile, ProfileIdentifier, ProfileMerge, ProfileTrait
 
 Key = tuple[str, str]
 
 
-def _insert(session: Session, table: Table) -> Any:
-    if session.get_bind().dialect.name == "postgresql":
-        return postgresql.insert(table)
-    return sqlite.insert(table)
+def _dialect(session: Session) -> str:
+    return session.get_bind().dialect.name
+
+
+def _insert(dialect: str, table: Any) -> Any:
+    return (postgresql if dialect == "postgresql" else sqlite).insert(table)
 
 
 def lock_keys(session: Session, store_id: str, keys: Iterable[Key]) -> None:
@@ -55,19 +71,37 @@ def lock_profiles(session: Session, store_id: str, ids: Sequence[str]) -> dict[s
     )
     if session.get_bind().dialect.name == "postgresql":
         query = query.with_for_update()
-    return {pid: merged for pid, merged in session.execute(query)}
+    return {pid: merged for pid, merged in core(session).execute(query)}
 
 
-def get(session: Session, store_id: str, profile_id: str) -> Profile | None:
-    return session.get(Profile, (store_id, profile_id))
+_GET = select(Profile.id, Profile.merged_into, Profile.created_at).where(
+    Profile.store_id == bindparam("store_id"), Profile.id == bindparam("profile_id")
+)
+
+
+def get(session: Session, store_id: str, profile_id: str) -> Any:
+    """(id, merged_into, created_at) of a profile (hot path: no ORM object)."""
+    return core(session).execute(_GET, {"store_id": store_id, "profile_id": profile_id}).first()
+
+
+_HOLDERS_ONE = select(ProfileIdentifier.profile_id).where(
+    ProfileIdentifier.store_id == bindparam("store_id"),
+    ProfileIdentifier.id_type == bindparam("id_type"),
+    ProfileIdentifier.value == bindparam("value"),
+)
 
 
 def holders_exact(session: Session, store_id: str, keys: Iterable[Key]) -> dict[Key, set[str]]:
     keys = list(set(keys))
     found: dict[Key, set[str]] = {}
+    if len(keys) == 1:  # the common case (lookups, single creates): a prebuilt statement
+        (id_type, value) = keys[0]
+        params = {"store_id": store_id, "id_type": id_type, "value": value}
+        holders = set(core(session).execute(_HOLDERS_ONE, params).scalars())
+        return {keys[0]: holders} if holders else {}
     for start in range(0, len(keys), 500):
         chunk = keys[start : start + 500]
-        rows = session.execute(
+        rows = core(session).execute(
             select(
                 ProfileIdentifier.id_type, ProfileIdentifier.value, ProfileIdentifier.profile_id
             ).where(
@@ -84,7 +118,7 @@ def fuzzy_candidates(
     session: Session, store_id: str, id_type: str, prefix: str, suffix: str, *, limit: int
 ) -> list[tuple[str, str]]:
     """(value, profile_id) pairs sharing a blocking key with the probe."""
-    rows = session.execute(
+    rows = core(session).execute(
         select(ProfileIdentifier.value, ProfileIdentifier.profile_id)
         .where(
             ProfileIdentifier.store_id == store_id,
@@ -97,37 +131,46 @@ def fuzzy_candidates(
     return [(value, pid) for value, pid in rows]
 
 
+_INSERT_PROFILE = insert(Profile.__table__)  # type: ignore[arg-type]
+
+
 def insert_profiles(session: Session, rows: list[dict[str, Any]]) -> None:
     if rows:
-        session.execute(insert(Profile), rows)
+        core(session).execute(_INSERT_PROFILE, rows)
+
+
+_TOUCH_ONE = (
+    update(Profile.__table__)  # type: ignore[arg-type]
+    .where(Profile.store_id == bindparam("sid"), Profile.id == bindparam("pid"))
+    .values(updated_at=bindparam("now"))
+)
 
 
 def touch(session: Session, store_id: str, ids: Iterable[str], now: Any) -> None:
-    ids = list(ids)
-    if ids:
-        session.execute(
-            update(Profile)
-            .where(Profile.store_id == store_id, Profile.id.in_(ids))
-            .values(updated_at=now)
-        )
+    rows = [{"sid": store_id, "pid": pid, "now": now} for pid in ids]
+    if rows:
+        core(session).execute(_TOUCH_ONE, rows)
+
+
+@cache
+def _upsert_traits(dialect: str) -> Any:
+    stmt = _insert(dialect, ProfileTrait.__table__)
+    return stmt.on_conflict_do_update(
+        index_elements=["store_id", "profile_id", "trait_key"],
+        set_={"value": stmt.excluded.value, "updated_at": stmt.excluded.updated_at},
+    )
 
 
 def upsert_traits(session: Session, rows: list[dict[str, Any]]) -> None:
     """Insert or overwrite trait values (one statement for the whole batch)."""
-    if not rows:
-        return
-    stmt = _insert(session, ProfileTrait.__table__)  # type: ignore[arg-type]
-    stmt = stmt.on_conflict_do_update(
-        index_elements=["store_id", "profile_id", "trait_key"],
-        set_={"value": stmt.excluded.value, "updated_at": stmt.excluded.updated_at},
-    )
-    session.execute(stmt, rows)
+    if rows:
+        core(session).execute(_upsert_traits(_dialect(session)), rows)
 
 
 def delete_traits(session: Session, store_id: str, profile_id: str, keys: Iterable[str]) -> None:
     keys = list(keys)
     if keys:
-        session.execute(
+        core(session).execute(
             delete(ProfileTrait).where(
                 ProfileTrait.store_id == store_id,
                 ProfileTrait.profile_id == profile_id,
@@ -136,15 +179,49 @@ def delete_traits(session: Session, store_id: str, profile_id: str, keys: Iterab
         )
 
 
+_TRAIT_COLUMNS = (
+    ProfileTrait.profile_id,
+    ProfileTrait.trait_key,
+    ProfileTrait.group_name,
+    ProfileTrait.name,
+    ProfileTrait.value,
+    ProfileTrait.updated_at,
+)
+
+
+_TRAITS_OF_ONE = (
+    select(*_TRAIT_COLUMNS)
+    .where(
+        ProfileTrait.store_id == bindparam("store_id"),
+        ProfileTrait.profile_id == bindparam("profile_id"),
+    )
+    .order_by(ProfileTrait.trait_key)
+)
+
+
+_TRAITS_OF_ONE = (
+    select(*_TRAIT_COLUMNS)
+    .where(
+        ProfileTrait.store_id == bindparam("store_id"),
+        ProfileTrait.profile_id == bindparam("profile_id"),
+    )
+    .order_by(ProfileTrait.trait_key)
+)
+
+
 def traits_of(
     session: Session, store_id: str, profile_ids: Iterable[str], groups: Sequence[str] | None = None
-) -> list[ProfileTrait]:
-    query = select(ProfileTrait).where(
-        ProfileTrait.store_id == store_id, ProfileTrait.profile_id.in_(list(profile_ids))
+) -> list[Row[Any]]:
+    profile_ids = list(profile_ids)
+    if len(profile_ids) == 1 and groups is None:
+        params = {"store_id": store_id, "profile_id": profile_ids[0]}
+        return list(core(session).execute(_TRAITS_OF_ONE, params))
+    query = select(*_TRAIT_COLUMNS).where(
+        ProfileTrait.store_id == store_id, ProfileTrait.profile_id.in_(profile_ids)
     )
     if groups is not None:
         query = query.where(ProfileTrait.group_name.in_(list(groups)))
-    return list(session.scalars(query.order_by(ProfileTrait.trait_key)))
+    return list(core(session).execute(query.order_by(ProfileTrait.trait_key)))
 
 
 def traits_query(store_id: str, profile_id: str, groups: Sequence[str] | None) -> Select[Any]:
@@ -158,25 +235,27 @@ def traits_query(store_id: str, profile_id: str, groups: Sequence[str] | None) -
 
 def identifiers_of(
     session: Session, store_id: str, profile_ids: Iterable[str], id_type: str | None = None
-) -> list[ProfileIdentifier]:
-    query = select(ProfileIdentifier).where(
+) -> list[Row[Any]]:
+    query = select(*ProfileIdentifier.__table__.c).where(
         ProfileIdentifier.store_id == store_id,
         ProfileIdentifier.profile_id.in_(list(profile_ids)),
     )
     if id_type is not None:
         query = query.where(ProfileIdentifier.id_type == id_type)
-    return list(session.scalars(query.order_by(ProfileIdentifier.sort_key)))
+    return list(core(session).execute(query.order_by(ProfileIdentifier.sort_key)))
+
+
+@cache
+def _insert_identifiers(dialect: str) -> Any:
+    return _insert(dialect, ProfileIdentifier.__table__).on_conflict_do_nothing(
+        index_elements=["store_id", "profile_id", "id_type", "value"]
+    )
 
 
 def insert_identifiers(session: Session, rows: list[dict[str, Any]]) -> None:
     """Add identifier values; a value the profile already has is left as is."""
-    if not rows:
-        return
-    stmt = _insert(session, ProfileIdentifier.__table__)  # type: ignore[arg-type]
-    stmt = stmt.on_conflict_do_nothing(
-        index_elements=["store_id", "profile_id", "id_type", "value"]
-    )
-    session.execute(stmt, rows)
+    if rows:
+        core(session).execute(_insert_identifiers(_dialect(session)), rows)
 
 
 def delete_identifiers(

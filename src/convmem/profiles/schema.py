@@ -7,6 +7,7 @@ from sqlalchemy.orm import Session
 from convmem.identity import service as identity
 from convmem.identity.resolution import IdConfig
 from convmem.profiles.rules import StoreSchema
+from convmem.stores.models import StoreRef
 from convmem.traits import repository as traits
 
 
@@ -22,7 +23,24 @@ def id_config(config: dict[str, object]) -> IdConfig:
     )
 
 
-def load(session: Session, store_id: str) -> StoreSchema:
+# store id -> (schema_version, schema). Reads check the version on the store
+# row they already loaded, so a change made by any process is seen at once.
+_CACHE: dict[str, tuple[int, StoreSchema]] = {}
+_CACHE_LIMIT = 10_000
+
+
+def load(session: Session, store: StoreRef) -> StoreSchema:
+    cached = _CACHE.get(store.id)
+    if cached is not None and cached[0] == store.schema_version:
+        return cached[1]
+    schema = _read(session, store.id)
+    if len(_CACHE) >= _CACHE_LIMIT:
+        _CACHE.clear()
+    _CACHE[store.id] = (store.schema_version, schema)
+    return schema
+
+
+def _read(session: Session, store_id: str) -> StoreSchema:
     settings = identity.get(session, store_id=store_id)
     groups: dict[str, dict[str, object]] = {}
     for row in traits.all_traits(session, store_id=store_id):

@@ -1,11 +1,12 @@
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Annotated, Any
 
 from pydantic import Field
 
 from convmem.kit.schemas import RequestModel, timestamp
-from convmem.profiles.models import Profile, ProfileTrait
+from convmem.profiles.models import ProfileTrait
 
 IdType = Annotated[str, Field(min_length=2, max_length=30)]
 Value = Annotated[str, Field(max_length=255)]
@@ -32,7 +33,7 @@ class IdentifierUpdate(RequestModel):
     newValue: Value
 
 
-def profile_json(profile: Profile, traits: list[ProfileTrait]) -> dict[str, Any]:
+def profile_json(profile: Any, traits: Sequence[Any]) -> dict[str, Any]:
     groups: dict[str, dict[str, Any]] = {}
     for row in traits:
         groups.setdefault(row.group_name, {})[row.name] = row.value

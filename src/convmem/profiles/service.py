@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+from sqlalchemy.engine import Row
 from sqlalchemy.orm import Session
 
 from convmem.identity.normalize import normalize_field
@@ -20,6 +23,7 @@ from convmem.profiles.rules import (
     record_from_traits,
 )
 from convmem.profiles.schemas import ProfileData
+from convmem.stores.models import StoreRef
 
 MAX_LOOKUP_RESULTS = 100
 MAX_TRAITS_PAGE = 100
@@ -33,10 +37,10 @@ def check_id(profile_id: str) -> None:
         )
 
 
-def get_canonical(session: Session, *, store_id: str, profile_id: str) -> Profile:
+def get_canonical(session: Session, *, store: StoreRef, profile_id: str) -> Any:
     """The profile, or ProfileMoved when the id was merged into another one."""
     check_id(profile_id)
-    profile = repo.get(session, store_id, profile_id)
+    profile = repo.get(session, store.id, profile_id)
     if profile is None:
         raise ProfileNotFound(f"Profile {profile_id} not found")
     if profile.merged_into is not None:
@@ -53,61 +57,61 @@ def parse_groups(value: str | None) -> list[str] | None:
     return groups
 
 
-def create(session: Session, *, store_id: str, data: ProfileData) -> str:
-    schema = store_schema.load(session, store_id)
+def create(session: Session, *, store: StoreRef, data: ProfileData) -> str:
+    schema = store_schema.load(session, store)
     record = record_from_traits("traits", data.traits or {}, schema)
-    return engine.write(session, store_id, schema, [record])[0]
+    return engine.write(session, store.id, schema, [record])[0]
 
 
-def bulk(session: Session, *, store_id: str, items: list[ProfileData]) -> list[str]:
-    schema = store_schema.load(session, store_id)
+def bulk(session: Session, *, store: StoreRef, items: list[ProfileData]) -> list[str]:
+    schema = store_schema.load(session, store)
     # Every item is checked before anything is written: one bad item fails the batch.
     records = [
         record_from_traits(f"profiles[{n}].traits", item.traits or {}, schema)
         for n, item in enumerate(items)
     ]
-    return engine.write(session, store_id, schema, records)
+    return engine.write(session, store.id, schema, records)
 
 
-def patch(session: Session, *, store_id: str, profile_id: str, data: ProfileData) -> str:
-    get_canonical(session, store_id=store_id, profile_id=profile_id)
-    schema = store_schema.load(session, store_id)
+def patch(session: Session, *, store: StoreRef, profile_id: str, data: ProfileData) -> str:
+    get_canonical(session, store=store, profile_id=profile_id)
+    schema = store_schema.load(session, store)
     writes = check_traits("traits", data.traits or {}, schema, allow_null=True)
     record = Record(writes=writes, keys=promoted_keys("traits", writes, schema), anchor=profile_id)
-    return engine.write(session, store_id, schema, [record])[0]
+    return engine.write(session, store.id, schema, [record])[0]
 
 
-def delete(session: Session, *, store_id: str, profile_id: str) -> None:
-    get_canonical(session, store_id=store_id, profile_id=profile_id)
-    repo.lock_profiles(session, store_id, [profile_id])
-    repo.delete_profile(session, store_id, profile_id)
+def delete(session: Session, *, store: StoreRef, profile_id: str) -> None:
+    get_canonical(session, store=store, profile_id=profile_id)
+    repo.lock_profiles(session, store.id, [profile_id])
+    repo.delete_profile(session, store.id, profile_id)
 
 
 def read(
-    session: Session, *, store_id: str, profile_id: str, groups: list[str] | None
-) -> tuple[Profile, list[ProfileTrait]]:
-    profile = get_canonical(session, store_id=store_id, profile_id=profile_id)
-    return profile, repo.traits_of(session, store_id, [profile.id], groups)
+    session: Session, *, store: StoreRef, profile_id: str, groups: list[str] | None
+) -> tuple[Row[Any], list[Row[Any]]]:
+    profile = get_canonical(session, store=store, profile_id=profile_id)
+    return profile, repo.traits_of(session, store.id, [profile.id], groups)
 
 
-def list_ids(session: Session, *, store_id: str, page: PageRequest) -> Page[str]:
-    return paginate(session, repo.list_query(store_id), Profile.id, page, key_of=lambda pid: pid)
+def list_ids(session: Session, *, store: StoreRef, page: PageRequest) -> Page[str]:
+    return paginate(session, repo.list_query(store.id), Profile.id, page, key_of=lambda pid: pid)
 
 
 def list_traits(
     session: Session,
     *,
-    store_id: str,
+    store: StoreRef,
     profile_id: str,
     groups: list[str] | None,
     page: PageRequest,
 ) -> Page[ProfileTrait]:
-    profile = get_canonical(session, store_id=store_id, profile_id=profile_id)
+    profile = get_canonical(session, store=store, profile_id=profile_id)
     if page.page_size > MAX_TRAITS_PAGE:  # the response holds at most 100 traits
         page = PageRequest(MAX_TRAITS_PAGE, page.order, page.key, page.backwards)
     return paginate(
         session,
-        repo.traits_query(store_id, profile.id, groups),
+        repo.traits_query(store.id, profile.id, groups),
         ProfileTrait.trait_key,
         page,
         key_of=lambda row: row.trait_key,
@@ -122,9 +126,9 @@ def configured(schema: StoreSchema, field: str, id_type: str) -> None:
         )
 
 
-def lookup(session: Session, *, store_id: str, id_type: str, value: str) -> tuple[str, list[str]]:
-    schema = store_schema.load(session, store_id)
+def lookup(session: Session, *, store: StoreRef, id_type: str, value: str) -> tuple[str, list[str]]:
+    schema = store_schema.load(session, store)
     configured(schema, "idType", id_type)
     normalized = normalize_field("value", value, schema.configs[id_type].normalization)
-    holders = engine.find_holders(session, store_id, schema, [(id_type, normalized)])
+    holders = engine.find_holders(session, store.id, schema, [(id_type, normalized)])
     return normalized, sorted(holders.get((id_type, normalized), ()))[:MAX_LOOKUP_RESULTS]

@@ -1,17 +1,28 @@
 from __future__ import annotations
 
-from typing import Annotated
+from collections.abc import Callable
+from typing import Annotated, TypeVar
 
 from fastapi import APIRouter, Depends, Header, Request
+from sqlalchemy.orm import Session
 
 from convmem.kit.auth import AccountSid
-from convmem.kit.http import JSONResponse, SessionDep, accepted, expected_version, make_etag
+from convmem.kit.http import (
+    JSONResponse,
+    SessionDep,
+    Transaction,
+    TransactionDep,
+    accepted,
+    expected_version,
+    make_etag,
+)
 from convmem.kit.pagination import ControlPlanePage
 from convmem.stores import service
-from convmem.stores.models import Store
+from convmem.stores.models import Store, StoreRef
 from convmem.stores.schemas import StoreCreate, StorePatch, store_json
 
 router = APIRouter(prefix="/v1/ControlPlane/Stores", tags=["Store"])
+T = TypeVar("T")
 
 
 def current_store(storeId: str, session: SessionDep, account_sid: AccountSid) -> Store:
@@ -82,9 +93,27 @@ def delete_store(store: StoreDep, request: Request, session: SessionDep) -> JSON
     )
 
 
-def active_store(storeId: str, session: SessionDep, account_sid: AccountSid) -> Store:
-    return service.get_active(session, account_sid=account_sid, store_id=storeId)
+class StoreWork:
+    """Runs data-plane work against the request's ACTIVE store in one
+    transaction and one thread hop (see kit.http.Transaction)."""
+
+    def __init__(self, tx: Transaction, account_sid: str, store_id: str) -> None:
+        self.tx, self.account_sid, self.store_id = tx, account_sid, store_id
+
+    async def __call__(self, work: Callable[[Session, StoreRef], T]) -> T:
+        def unit(session: Session) -> T:
+            store = service.get_active(
+                session, account_sid=self.account_sid, store_id=self.store_id
+            )
+            return work(session, store)
+
+        return await self.tx.run(unit)
 
 
-# Data-plane routes need an ACTIVE store (409, 520042 otherwise).
-ActiveStoreDep = Annotated[Store, Depends(active_store)]
+async def store_work(storeId: str, account_sid: AccountSid, tx: TransactionDep) -> StoreWork:
+    service.check_id(storeId)
+    return StoreWork(tx, account_sid, storeId)
+
+
+# Data-plane routes: `await run(lambda session, store: ...)` (409, 520042 unless ACTIVE).
+StoreWorkDep = Annotated[StoreWork, Depends(store_work)]

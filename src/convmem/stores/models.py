@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import dataclass
 
 from sqlalchemy import Index, String, text
 from sqlalchemy.orm import Mapped, mapped_column
@@ -31,6 +32,19 @@ class Store(Base):
     description: Mapped[str | None] = mapped_column(String(128))
     status: Mapped[str] = mapped_column(String(16))
     version: Mapped[int] = mapped_column(default=1)
+    # Bumped whenever trait groups or identity settings change, so processes
+    # can cache what a store accepts and notice any change on their next read.
+    schema_version: Mapped[int] = mapped_column(default=1, server_default="1")
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
     updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
     deleted_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+
+
+@dataclass(frozen=True)
+class StoreRef:
+    """What data-plane requests need to know about their store."""
+
+    id: str
+    account_sid: str
+    status: str
+    schema_version: int

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Select, Table, delete, func, select, tuple_, update
+from sqlalchemy import Select, Table, bindparam, delete, func, select, tuple_, update
 from sqlalchemy.orm import Session
 
 from convmem.accounts.models import Account
-from convmem.kit.db import Base, affected
-from convmem.stores.models import Store
+from convmem.kit.db import Base, affected, core
+from convmem.stores.models import Store, StoreRef
 
 
 def lock_account(session: Session, account_sid: str) -> None:
@@ -24,6 +24,30 @@ def get_live(session: Session, *, account_sid: str, store_id: str) -> Store | No
         select(Store).where(
             Store.id == store_id, Store.account_sid == account_sid, Store.deleted_at.is_(None)
         )
+    )
+
+
+# Hot-path statements are built once: building and caching a new statement
+# object per call costs more than running the query on SQLite.
+_LIVE_REF = select(Store.id, Store.account_sid, Store.status, Store.schema_version).where(
+    Store.id == bindparam("store_id"),
+    Store.account_sid == bindparam("account_sid"),
+    Store.deleted_at.is_(None),
+)
+
+
+def get_live_ref(session: Session, *, account_sid: str, store_id: str) -> StoreRef | None:
+    params = {"store_id": store_id, "account_sid": account_sid}
+    row = core(session).execute(_LIVE_REF, params).first()
+    return StoreRef(*row) if row else None
+
+
+def bump_schema(session: Session, store_id: str) -> None:
+    session.execute(
+        update(Store)
+        .where(Store.id == store_id)
+        .values(schema_version=Store.schema_version + 1)
+        .execution_options(synchronize_session=False)
     )
 
 

@@ -19,7 +19,7 @@ from convmem.kit.pagination import Page, PageRequest, paginate
 from convmem.operations import service as operations
 from convmem.operations.models import Operation
 from convmem.stores import repository
-from convmem.stores.models import ACTIVE, Store
+from convmem.stores.models import ACTIVE, Store, StoreRef
 from convmem.stores.schemas import StoreCreate, StorePatch
 from convmem.traits import service as traits
 
@@ -46,8 +46,12 @@ def get(session: Session, *, account_sid: str, store_id: str) -> Store:
     return store
 
 
-def get_active(session: Session, *, account_sid: str, store_id: str) -> Store:
-    store = get(session, account_sid=account_sid, store_id=store_id)
+def get_active(session: Session, *, account_sid: str, store_id: str) -> StoreRef:
+    """The store a data-plane request acts on (a light row, not the ORM object)."""
+    check_id(store_id)
+    store = repository.get_live_ref(session, account_sid=account_sid, store_id=store_id)
+    if store is None:
+        raise StoreNotFound(f"Memory Store {store_id} not found")
     if store.status != ACTIVE:
         raise StoreNotActive(f"Memory Store {store_id} is {store.status}, not ACTIVE")
     return store

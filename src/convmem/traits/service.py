@@ -147,6 +147,7 @@ def create(session: Session, *, store: Store, data: TraitGroupCreate) -> Operati
         definitions.append(_definition(store.id, data.displayName, name, spec))
     repository.add(session, _group(store.id, data.displayName, data.description))
     repository.add(session, *definitions)
+    stores.bump_schema(session, store.id)
     return operations.record_completed(
         session,
         account_sid=store.account_sid,
@@ -199,6 +200,7 @@ def update(
             row.id_type_promotion = spec.id_type_promotion
             row.updated_at = now
         repository.add(session, *new_rows)
+    stores.bump_schema(session, store.id)
     return operations.record_completed(
         session,
         account_sid=store.account_sid,
@@ -214,6 +216,7 @@ def delete(session: Session, *, store: Store, name: str) -> Operation:
     if group.is_system:
         raise ProtectedResource(f"Trait group '{name}' is a system group and cannot be deleted")
     repository.delete_group(session, store_id=store.id, name=name)
+    stores.bump_schema(session, store.id)
     return operations.record_completed(
         session,
         account_sid=store.account_sid,

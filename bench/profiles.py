@@ -1,0 +1,168 @@
+"""Profile throughput and latency against a live `convmem serve`.
+
+For each backend (SQLite, then PostgreSQL when one answers at 127.0.0.1:5432)
+this starts a server, seeds profiles, and drives it with bench/loadgen.py in a
+separate process: /healthz first (the baseline of this run, this machine), then
+create-with-resolution, fetch and lookup. Prints a table and the ratio of each
+workload's throughput to the baseline.
+
+    python bench/profiles.py [--duration 8] [--concurrency 16] [--backend sqlite]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import secrets
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import httpx2 as httpx
+import psycopg
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from tests.live import ACCOUNT_SID, AUTH_TOKEN, start_server  # noqa: E402
+
+PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/test"
+TARGETS = {
+    "create": {"rps": 800, "ratio": 0.3},
+    "lookup": {"rps": 1500, "ratio": 0.5, "p95_ms": 20},
+}
+
+
+def seed(base: str, count: int) -> tuple[str, dict[str, list[str]]]:
+    client = httpx.Client(base_url=base, auth=(ACCOUNT_SID, AUTH_TOKEN), timeout=60)
+    op = client.post(
+        "/v1/ControlPlane/Stores", json={"displayName": f"bench-{secrets.token_hex(3)}"}
+    )
+    store_id = client.get(op.headers["Location"]).json()["result"]["id"]
+    emails = [f"seed-{n}@example.com" for n in range(count)]
+    for start in range(0, count, 1000):
+        profiles = [
+            {"traits": {"Contact": {"email": e, "firstName": "Seed", "phone": f"+1317555{n:04d}"}}}
+            for n, e in enumerate(emails[start : start + 1000], start)
+        ]
+        response = client.put(f"/v1/Stores/{store_id}/Profiles/Bulk", json={"profiles": profiles})
+        response.raise_for_status()
+    ids = client.get(f"/v1/Stores/{store_id}/Profiles", params={"pageSize": 1000}).json()[
+        "profiles"
+    ]
+    client.close()
+    return store_id, {"ids": ids, "emails": emails}
+
+
+def run_load(
+    base: str, scenario: str, args: argparse.Namespace, store: str, data_file: Path
+) -> dict[str, Any]:
+    command = [
+        sys.executable,
+        str(ROOT / "bench" / "loadgen.py"),
+        "--url", base,
+        "--auth", f"{ACCOUNT_SID}:{AUTH_TOKEN}",
+        "--scenario", scenario,
+        "--duration", str(args.duration),
+        "--concurrency", str(args.concurrency),
+        "--store", store,
+        "--data", str(data_file),
+        "--seed", secrets.token_hex(3),
+    ]  # fmt: skip
+    result: dict[str, Any] = json.loads(subprocess.check_output(command))
+    return result
+
+
+def bench_backend(
+    name: str, database_url: str | None, args: argparse.Namespace
+) -> list[dict[str, Any]]:
+    with tempfile.TemporaryDirectory() as tmp:
+        data_dir = Path(tmp)
+        server, base = start_server(
+            data_dir,
+            database_url=database_url,
+            CONVMEM_ACCESS_LOG="false",
+            CONVMEM_LOG_LEVEL="WARNING",
+        )
+        try:
+            store, data = seed(base, args.seed_profiles)
+            data_file = data_dir / "seed.json"
+            data_file.write_text(json.dumps(data))
+            results = []
+            for scenario in ("healthz", "create", "fetch", "lookup"):
+                run_load(
+                    base,
+                    scenario,
+                    argparse.Namespace(**{**vars(args), "duration": 1}),
+                    store,
+                    data_file,
+                )
+                results.append(
+                    {"backend": name, **run_load(base, scenario, args, store, data_file)}
+                )
+            return results
+        finally:
+            server.stop()
+
+
+def report(results: list[dict[str, Any]]) -> None:
+    header = (
+        f"{'backend':<11}{'workload':<9}{'req/s':>9}{'x healthz':>11}"
+        f"{'p50 ms':>9}{'p95 ms':>9}{'p99 ms':>9}{'errors':>8}  target"
+    )
+    print(header)
+    print("-" * len(header))
+    baseline: dict[str, float] = {}
+    for row in results:
+        if row["scenario"] == "healthz":
+            baseline[row["backend"]] = row["rps"]
+        ratio = row["rps"] / baseline[row["backend"]]
+        target = TARGETS.get(row["scenario"])
+        verdict = ""
+        if target:
+            met = row["rps"] >= target["rps"] or ratio >= target["ratio"]
+            if "p95_ms" in target:
+                met = met and row["p95_ms"] < target["p95_ms"]
+            verdict = ("met" if met else "MISSED") + f" (>= {target['rps']}/s or {target['ratio']}x"
+            verdict += f", p95 < {target['p95_ms']} ms)" if "p95_ms" in target else ")"
+        latency = f"{row['p50_ms']:>9.2f}{row['p95_ms']:>9.2f}{row['p99_ms']:>9.2f}"
+        print(
+            f"{row['backend']:<11}{row['scenario']:<9}{row['rps']:>9.0f}{ratio:>11.2f}"
+            f"{latency}{row['errors']:>8}  {verdict}"
+        )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--duration", type=float, default=8.0)
+    parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--seed-profiles", type=int, default=2000)
+    parser.add_argument("--backend", choices=["sqlite", "postgresql", "both"], default="both")
+    args = parser.parse_args()
+    results = []
+    if args.backend in ("sqlite", "both"):
+        results += bench_backend("sqlite", None, args)
+    if args.backend in ("postgresql", "both"):
+        try:
+            with psycopg.connect(PG_ADMIN, autocommit=True, connect_timeout=2) as conn:
+                name = f"convmem_bench_{secrets.token_hex(3)}"
+                conn.execute(f'CREATE DATABASE "{name}"')
+        except psycopg.Error:
+            print("PostgreSQL not reachable at 127.0.0.1:5432; skipped", file=sys.stderr)
+        else:
+            try:
+                results += bench_backend(
+                    "postgresql", f"postgresql://postgres@127.0.0.1:5432/{name}", args
+                )
+            finally:
+                with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+                    conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    report(results)
+
+
+if __name__ == "__main__":
+    main()
