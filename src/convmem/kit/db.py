@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import sqlite3
 from collections.abc import Iterator
 from typing import Any, cast
 
@@ -32,6 +33,13 @@ JSONType = JSON(none_as_null=True).with_variant(JSONB(none_as_null=True), "postg
 
 # Execution option that makes the next transaction on a SQLite connection a writer.
 IMMEDIATE = "convmem_immediate"
+# ...and fails at once with WriterBusy instead of waiting when another writer holds the lock.
+NOWAIT = "convmem_nowait"
+BUSY_TIMEOUT_MS = 30000
+
+
+class WriterBusy(Exception):
+    """Another connection holds SQLite's write lock (raised only with NOWAIT)."""
 
 
 class UTCDateTime(TypeDecorator[dt.datetime]):
@@ -90,13 +98,26 @@ def _configure_sqlite(engine: Engine) -> None:
         cur.execute("PRAGMA journal_mode=WAL")
         cur.execute("PRAGMA synchronous=NORMAL")
         cur.execute("PRAGMA foreign_keys=ON")
-        cur.execute("PRAGMA busy_timeout=30000")
+        cur.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
         cur.close()
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Any) -> None:
-        immediate = conn.get_execution_options().get(IMMEDIATE, False)
-        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+        options = conn.get_execution_options()
+        if not options.get(IMMEDIATE, False):
+            conn.exec_driver_sql("BEGIN")
+            return
+        if not options.get(NOWAIT, False):
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+            return
+        raw = conn.connection.dbapi_connection
+        raw.execute("PRAGMA busy_timeout=0")
+        try:
+            raw.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as exc:
+            raise WriterBusy(str(exc)) from exc
+        finally:
+            raw.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
 
 
 class Database:
@@ -114,15 +135,25 @@ class Database:
             expire_on_commit=False,
             autoflush=False,
         )
+        self._nowait_sessions = sessionmaker(
+            self.engine.execution_options(**{IMMEDIATE: True, NOWAIT: True}),
+            expire_on_commit=False,
+            autoflush=False,
+        )
 
-    def session(self, *, write: bool = False) -> Session:
-        """A new session; no database work happens until its first statement."""
+    def session(self, *, write: bool = False, nowait: bool = False) -> Session:
+        """A new session; no database work happens until its first statement.
+
+        `nowait` (SQLite writes): raise WriterBusy instead of waiting for the lock.
+        """
+        if write and nowait and self.is_sqlite:
+            return self._nowait_sessions()
         return self._write_sessions() if write else self._sessions()
 
     @contextlib.contextmanager
-    def transaction(self, *, write: bool = True) -> Iterator[Session]:
+    def transaction(self, *, write: bool = True, nowait: bool = False) -> Iterator[Session]:
         """A session that commits when the block succeeds and rolls back otherwise."""
-        session = self.session(write=write)
+        session = self.session(write=write, nowait=nowait)
         try:
             yield session
             session.commit()

@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from convmem.kit.context import get_context
+from convmem.kit.db import WriterBusy
 from convmem.kit.errors import PreconditionFailed
 
 _READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
@@ -153,20 +154,26 @@ class Transaction:
         self.write = write
 
     async def run(self, work: Callable[[Session], T]) -> T:
-        gate = self.ctx.write_gate() if self.write and self.ctx.db.is_sqlite else None
-        if gate is None:
+        if not self.ctx.db.is_sqlite:
             return await run_in_threadpool(self._run, work)
-        async with gate:
-            return await run_in_threadpool(self._run, work)
+        if not self.write:
+            # SQLite reads in WAL mode never wait on a lock and are CPU-bound
+            # under the GIL, so they run right here: no thread hand-off at all.
+            return self._run(work)
+        async with self.ctx.write_gate():
+            # Writes too run here when SQLite's lock is free at once (the gate
+            # already orders this process's writers); when a job or another
+            # process holds it, the wait happens on a worker thread instead.
+            try:
+                return self._run(work, nowait=True)
+            except WriterBusy:
+                return await run_in_threadpool(self._run, work)
 
-    def _run(self, work: Callable[[Session], T]) -> T:
-        with self.ctx.db.transaction(write=self.write) as session:
+    def _run(self, work: Callable[[Session], T], *, nowait: bool = False) -> T:
+        with self.ctx.db.transaction(write=self.write, nowait=nowait) as session:
             return work(session)
 
 
-async def _transaction(request: Request) -> Transaction:
+def transaction_for(request: Request) -> Transaction:
     write = request.method not in _READ_METHODS and not getattr(request.state, "read_only", False)
     return Transaction(request, write=write)
-
-
-TransactionDep = Annotated[Transaction, Depends(_transaction)]

@@ -236,7 +236,8 @@ def _write_identifiers(
             if key[0] in schema.configs and (profile_id, *key) not in rows:
                 rows[(profile_id, *key)] = identifier_row(store_id, profile_id, schema, key, now)
                 per_type[(profile_id, key[0])] += 1
-    repo.insert_identifiers(session, list(rows.values()))
+    if not repo.insert_identifiers(session, list(rows.values())):
+        return  # every value was already there: no limit can be exceeded
     # New profiles only need trimming when one write brought more values than the limit.
     touched = {
         (p, t)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable, Sequence
 from functools import cache
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import (
     Select,
@@ -21,7 +21,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine import Row
+from sqlalchemy.engine import CursorResult, Row
 from sqlalchemy.orm import Session
 
 from convmem.kit.db import Base, affected, core
@@ -60,16 +60,26 @@ def lock_keys(session: Session, store_id: str, keys: Iterable[Key]) -> None:
         session.execute(text("SELECT pg_advisory_xact_lock(:h)"), {"h": h})
 
 
+_STATE_ONE = select(Profile.id, Profile.merged_into).where(
+    Profile.store_id == bindparam("store_id"), Profile.id == bindparam("profile_id")
+)
+
+
 def lock_profiles(session: Session, store_id: str, ids: Sequence[str]) -> dict[str, str | None]:
     """Row-lock profiles (sorted) and return each one's current merged_into."""
     if not ids:
         return {}
+    postgres = _dialect(session) == "postgresql"
+    unique = sorted(set(ids))
+    if len(unique) == 1 and not postgres:
+        params = {"store_id": store_id, "profile_id": unique[0]}
+        return {pid: merged for pid, merged in core(session).execute(_STATE_ONE, params)}
     query = (
         select(Profile.id, Profile.merged_into)
-        .where(Profile.store_id == store_id, Profile.id.in_(sorted(set(ids))))
+        .where(Profile.store_id == store_id, Profile.id.in_(unique))
         .order_by(Profile.id)
     )
-    if session.get_bind().dialect.name == "postgresql":
+    if postgres:
         query = query.with_for_update()
     return {pid: merged for pid, merged in core(session).execute(query)}
 
@@ -252,10 +262,14 @@ def _insert_identifiers(dialect: str) -> Any:
     )
 
 
-def insert_identifiers(session: Session, rows: list[dict[str, Any]]) -> None:
-    """Add identifier values; a value the profile already has is left as is."""
-    if rows:
-        core(session).execute(_insert_identifiers(_dialect(session)), rows)
+def insert_identifiers(session: Session, rows: list[dict[str, Any]]) -> int:
+    """Add identifier values; a value the profile already has is left as is.
+
+    Returns how many were new."""
+    if not rows:
+        return 0
+    result = core(session).execute(_insert_identifiers(_dialect(session)), rows)
+    return int(cast(CursorResult[Any], result).rowcount)
 
 
 def delete_identifiers(
