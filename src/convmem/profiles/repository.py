@@ -56,10 +56,15 @@ def lock_keys(session: Session, store_id: str, keys: Iterable[Key]) -> None:
             for t, v in keys
         }
     )
-    for h in hashes:
-        session.execute(text("SELECT pg_advisory_xact_lock(:h)"), {"h": h})
+    if hashes:
+        # One round trip; unnest keeps the array's (sorted) order.
+        core(session).execute(_ADVISORY_LOCKS, {"keys": hashes})
 
 
+_ADVISORY_LOCKS = text(
+    "SELECT pg_advisory_xact_lock(k) "
+    "FROM unnest(CAST(:keys AS bigint[])) WITH ORDINALITY AS t(k, n) ORDER BY n"
+)
 _STATE_ONE = select(Profile.id, Profile.merged_into).where(
     Profile.store_id == bindparam("store_id"), Profile.id == bindparam("profile_id")
 )
