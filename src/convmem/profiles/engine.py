@@ -255,16 +255,17 @@ def enforce_limits(
     by_profile: dict[str, set[str]] = defaultdict(set)
     for profile_id, id_type in pairs:
         by_profile[profile_id].add(id_type)
-    for profile_id, types in by_profile.items():
-        rows = repo.identifiers_of(session, store_id, [profile_id])
-        values: dict[str, list[str]] = defaultdict(list)
-        for row in rows:
-            if row.id_type in types:
-                values[row.id_type].append(row.value)
-        for id_type, ordered in values.items():
-            config = schema.configs.get(id_type)
-            if config is None or len(ordered) <= config.limit:
-                continue
-            excess = len(ordered) - config.limit
-            drop = ordered[-excess:] if config.lifo else ordered[:excess]
-            repo.delete_identifiers(session, store_id, profile_id, id_type, drop)
+    if not by_profile:
+        return
+    values: dict[tuple[str, str], list[str]] = defaultdict(list)
+    # One query for the whole batch, rows in creation order.
+    for row in repo.identifiers_of(session, store_id, list(by_profile)):
+        if row.id_type in by_profile[row.profile_id]:
+            values[(row.profile_id, row.id_type)].append(row.value)
+    for (profile_id, id_type), ordered in values.items():
+        config = schema.configs.get(id_type)
+        if config is None or len(ordered) <= config.limit:
+            continue
+        excess = len(ordered) - config.limit
+        drop = ordered[-excess:] if config.lifo else ordered[:excess]
+        repo.delete_identifiers(session, store_id, profile_id, id_type, drop)
