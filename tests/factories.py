@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import secrets
-from typing import Any
+import threading
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from tests.conftest import Api
 
 STORES = "/v1/ControlPlane/Stores"
+T = TypeVar("T")
 
 
 def operation_of(api: Api, response: Any) -> dict[str, Any]:
@@ -67,3 +70,20 @@ def make_profile(api: Api, store_id: str, **contact: Any) -> str:
     assert response.status_code == 202, response.text
     profile_id: str = response.json()["id"]
     return profile_id
+
+
+def race(count: int, call: Callable[[int], T]) -> list[T]:
+    """Run call(0..count-1) on `count` threads released at the same moment."""
+    barrier = threading.Barrier(count)
+    results: list[T] = []
+
+    def run(n: int) -> None:
+        barrier.wait()
+        results.append(call(n))
+
+    threads = [threading.Thread(target=run, args=(n,)) for n in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return results

@@ -13,6 +13,7 @@ from twilio.rest.memory.v1.identity_resolution_setting import IdentityResolution
 from twilio.rest.memory.v1.store import StoreList
 from twilio.rest.memory.v1.trait_group import TraitGroupList
 
+from tests.factories import ALYSSA
 from tests.live import ACCOUNT_SID, AUTH_TOKEN, Process, start_server
 
 
@@ -168,19 +169,7 @@ def test_server_data_dir_holds_the_database(
     assert list(data.glob("sdk*/convmem.db"))
 
 
-ALYSSA_TRAITS = {
-    "Contact": {
-        "email": "Alyssa.Mock@example.com",
-        "phone": "+13175551234",
-        "lastName": "Mock",
-        "firstName": "Alyssa",
-        "street": "123 Main St",
-        "city": "San Francisco",
-        "state": "CA",
-        "postalCode": "94107",
-        "country": "US",
-    }
-}
+ALYSSA_TRAITS = ALYSSA["traits"]
 
 
 def test_profiles_through_the_sdk(client: Client) -> None:

@@ -1,12 +1,10 @@
 from __future__ import annotations
 
-import threading
-
 from convmem.kit.db import Database
 from convmem.operations.worker import Worker
 from convmem.settings import Settings
 from tests.conftest import Api
-from tests.factories import STORES, make_store, operation_of
+from tests.factories import STORES, make_store, operation_of, race
 
 
 def test_create_store_answers_202_with_operation_headers(api: Api) -> None:
@@ -186,21 +184,16 @@ def test_patch_to_a_taken_name_conflicts(api: Api) -> None:
 def test_concurrent_patches_with_the_same_if_match_exactly_one_wins(api: Api) -> None:
     store_id = make_store(api)
     etag = api.get(f"{STORES}/{store_id}").headers["ETag"]
-    statuses: list[int] = []
-    barrier = threading.Barrier(2)
-
-    def patch(n: int) -> None:
-        barrier.wait()
-        response = api.patch(
-            f"{STORES}/{store_id}", json={"description": f"writer {n}"}, headers={"If-Match": etag}
-        )
-        statuses.append(response.status_code)
-
-    threads = [threading.Thread(target=patch, args=(n,)) for n in range(2)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    statuses = race(
+        2,
+        lambda n: (
+            api.patch(
+                f"{STORES}/{store_id}",
+                json={"description": f"writer {n}"},
+                headers={"If-Match": etag},
+            ).status_code
+        ),
+    )
     assert sorted(statuses) == [202, 412]
     assert api.get(f"{STORES}/{store_id}").json()["version"] == 2
 

@@ -1,12 +1,11 @@
 from __future__ import annotations
 
-import threading
 from typing import Any
 
 import pytest
 
 from tests.conftest import Api
-from tests.factories import STORES, make_store, make_trait_group, operation_of
+from tests.factories import STORES, make_store, make_trait_group, operation_of, race
 
 ALL_TYPES: dict[str, Any] = {
     "email": {
@@ -340,23 +339,16 @@ def test_concurrent_group_patches_with_one_if_match(api: Api) -> None:
     store_id = make_store(api)
     make_trait_group(api, store_id, name="Race")
     etag = api.get(groups_url(store_id, "Race")).headers["ETag"]
-    statuses: list[int] = []
-    barrier = threading.Barrier(2)
-
-    def patch(n: int) -> None:
-        barrier.wait()
-        response = api.patch(
-            groups_url(store_id, "Race"),
-            json={"traits": {f"w{n}": {"dataType": "STRING"}}},
-            headers={"If-Match": etag},
-        )
-        statuses.append(response.status_code)
-
-    threads = [threading.Thread(target=patch, args=(n,)) for n in range(2)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    statuses = race(
+        2,
+        lambda n: (
+            api.patch(
+                groups_url(store_id, "Race"),
+                json={"traits": {f"w{n}": {"dataType": "STRING"}}},
+                headers={"If-Match": etag},
+            ).status_code
+        ),
+    )
     assert sorted(statuses) == [202, 412]
     group = api.get(groups_url(store_id, "Race")).json()["traitGroup"]
     assert group["version"] == 2

@@ -2,11 +2,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import update
 from sqlalchemy.orm import Session
 
 from convmem.identity.models import IdentityResolutionSettings
-from convmem.kit.db import affected
+from convmem.kit.db import bump_version
 
 
 def get(session: Session, store_id: str) -> IdentityResolutionSettings | None:
@@ -21,15 +20,10 @@ def add(session: Session, row: IdentityResolutionSettings) -> None:
 def update_versioned(
     session: Session, *, store_id: str, expected_version: int | None, **values: Any
 ) -> bool:
-    query = update(IdentityResolutionSettings).where(
-        IdentityResolutionSettings.store_id == store_id
-    )
-    if expected_version is not None:
-        query = query.where(IdentityResolutionSettings.version == expected_version)
-    changed = affected(
+    return bump_version(
         session,
-        query.values(version=IdentityResolutionSettings.version + 1, **values).execution_options(
-            synchronize_session=False
-        ),
+        IdentityResolutionSettings,
+        IdentityResolutionSettings.store_id == store_id,
+        expected_version=expected_version,
+        **values,
     )
-    return bool(changed == 1)

@@ -13,7 +13,7 @@ import sqlite3
 from collections.abc import Iterator
 from typing import Any, cast
 
-from sqlalchemy import JSON, DateTime, MetaData, create_engine, event
+from sqlalchemy import JSON, DateTime, MetaData, create_engine, event, update
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Connection, CursorResult, Dialect, Engine
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
@@ -177,3 +177,20 @@ def core(session: Session) -> Connection:
     """The session's connection, for hot-path Core statements: it skips the
     ORM's per-statement work (several times cheaper for small queries)."""
     return session.connection()
+
+
+def bump_version(
+    session: Session,
+    model: Any,
+    *conditions: Any,
+    expected_version: int | None,
+    **values: Any,
+) -> bool:
+    """UPDATE one versioned row (version + 1), only if it still has
+    `expected_version` when given: the atomic check behind If-Match.
+    False when no row matched."""
+    query = update(model).where(*conditions)
+    if expected_version is not None:
+        query = query.where(model.version == expected_version)
+    query = query.values(version=model.version + 1, **values)
+    return affected(session, query.execution_options(synchronize_session=False)) == 1

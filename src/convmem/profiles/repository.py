@@ -214,16 +214,6 @@ _TRAITS_OF_ONE = (
 )
 
 
-_TRAITS_OF_ONE = (
-    select(*_TRAIT_COLUMNS)
-    .where(
-        ProfileTrait.store_id == bindparam("store_id"),
-        ProfileTrait.profile_id == bindparam("profile_id"),
-    )
-    .order_by(ProfileTrait.trait_key)
-)
-
-
 def traits_of(
     session: Session, store_id: str, profile_ids: Iterable[str], groups: Sequence[str] | None = None
 ) -> list[Row[Any]]:

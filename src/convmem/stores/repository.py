@@ -8,7 +8,7 @@ from sqlalchemy import Select, Table, bindparam, delete, func, select, tuple_, u
 from sqlalchemy.orm import Session
 
 from convmem.accounts.models import Account
-from convmem.kit.db import Base, affected, core
+from convmem.kit.db import Base, affected, bump_version, core
 from convmem.stores.models import Store, StoreRef
 
 
@@ -92,16 +92,14 @@ def update_versioned(
     session: Session, *, store_id: str, expected_version: int | None, **values: Any
 ) -> bool:
     """Apply `values` and bump the version; False when `expected_version` is stale."""
-    query = update(Store).where(Store.id == store_id, Store.deleted_at.is_(None))
-    if expected_version is not None:
-        query = query.where(Store.version == expected_version)
-    changed = affected(
+    return bump_version(
         session,
-        query.values(version=Store.version + 1, **values).execution_options(
-            synchronize_session=False
-        ),
+        Store,
+        Store.id == store_id,
+        Store.deleted_at.is_(None),
+        expected_version=expected_version,
+        **values,
     )
-    return changed == 1
 
 
 def store_scoped_tables() -> list[Table]:

@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from sqlalchemy import Select, delete, func, select, update
+from sqlalchemy import Select, delete, func, select
 from sqlalchemy.orm import Session
 
-from convmem.kit.db import affected
+from convmem.kit import db
 from convmem.traits.models import TraitDefinition, TraitGroup
 from convmem.traits.rules import TraitSpec
 
@@ -78,16 +78,14 @@ def add(session: Session, *rows: TraitGroup | TraitDefinition) -> None:
 def bump_version(
     session: Session, *, store_id: str, name: str, expected_version: int | None, **values: Any
 ) -> bool:
-    query = update(TraitGroup).where(TraitGroup.store_id == store_id, TraitGroup.name == name)
-    if expected_version is not None:
-        query = query.where(TraitGroup.version == expected_version)
-    changed = affected(
+    return db.bump_version(
         session,
-        query.values(version=TraitGroup.version + 1, **values).execution_options(
-            synchronize_session=False
-        ),
+        TraitGroup,
+        TraitGroup.store_id == store_id,
+        TraitGroup.name == name,
+        expected_version=expected_version,
+        **values,
     )
-    return changed == 1
 
 
 def delete_traits(
