@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 import time
 
 from sqlalchemy import select
@@ -10,7 +9,7 @@ from sqlalchemy import select
 from convmem.kit.db import Database
 from convmem.profiles.models import ProfileMerge
 from tests.conftest import Api
-from tests.factories import make_profile, make_store, make_trait_group, profiles_url
+from tests.factories import make_profile, make_store, make_trait_group, profiles_url, race
 
 
 def lookup(api: Api, store_id: str, id_type: str, value: str) -> list[str]:
@@ -152,48 +151,30 @@ def test_merge_moves_traits_of_every_group(api: Api) -> None:
 
 def test_twenty_concurrent_creates_with_one_email_make_one_profile(api: Api) -> None:
     store_id = make_store(api)
-    results: list[str] = []
-    errors: list[str] = []
-    barrier = threading.Barrier(20)
-
-    def create(n: int) -> None:
-        barrier.wait()
-        response = api.post(
+    responses = race(
+        20,
+        lambda n: api.post(
             profiles_url(store_id),
             json={"traits": {"Contact": {"email": "race@x.io", "firstName": f"n{n}"}}},
-        )
-        if response.status_code == 202:
-            results.append(response.json()["id"])
-        else:
-            errors.append(response.text)
-
-    threads = [threading.Thread(target=create, args=(n,)) for n in range(20)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert not errors
-    assert len(set(results)) == 1
-    assert api.get(profiles_url(store_id)).json()["profiles"] == [results[0]]
-    assert lookup(api, store_id, "email", "race@x.io") == [results[0]]
+        ),
+    )
+    assert [r.status_code for r in responses] == [202] * 20, [r.text for r in responses]
+    ids = {r.json()["id"] for r in responses}
+    assert len(ids) == 1
+    assert api.get(profiles_url(store_id)).json()["profiles"] == list(ids)
+    assert lookup(api, store_id, "email", "race@x.io") == list(ids)
 
 
 def test_concurrent_creates_that_bridge_two_profiles_end_merged(api: Api) -> None:
     store_id = make_store(api)
-    barrier = threading.Barrier(10)
 
-    def create(n: int) -> None:
-        barrier.wait()
+    def create(n: int) -> int:
         contact = {"email": "bridge@x.io"} if n % 2 else {"phone": "+13175550005"}
         if n == 9:
             contact = {"email": "bridge@x.io", "phone": "+13175550005"}
-        api.post(profiles_url(store_id), json={"traits": {"Contact": contact}})
+        return api.post(profiles_url(store_id), json={"traits": {"Contact": contact}}).status_code
 
-    threads = [threading.Thread(target=create, args=(n,)) for n in range(10)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    assert race(10, create) == [202] * 10
     profiles = api.get(profiles_url(store_id)).json()["profiles"]
     assert len(profiles) == 1
     assert lookup(api, store_id, "email", "bridge@x.io") == profiles
