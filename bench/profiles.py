@@ -85,6 +85,7 @@ def bench_backend(
             database_url=database_url,
             CONVMEM_ACCESS_LOG="false",
             CONVMEM_LOG_LEVEL="WARNING",
+            CONVMEM_PROCESSES=str(args.processes if database_url else 1),
         )
         try:
             store, data = seed(base, args.seed_profiles)
@@ -141,6 +142,9 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=8.0)
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--seed-profiles", type=int, default=2000)
+    parser.add_argument(
+        "--processes", type=int, default=1, help="server processes for PostgreSQL runs"
+    )
     parser.add_argument("--backend", choices=["sqlite", "postgresql", "both"], default="both")
     args = parser.parse_args()
     results = []

@@ -77,3 +77,21 @@ def test_configured_account_exists_with_its_token(tmp_path: Path) -> None:
         assert "Account SID" not in process.output()
     finally:
         process.stop()
+
+
+def test_serve_with_several_processes(tmp_path: Path) -> None:
+    process, url = start_server(tmp_path, CONVMEM_PROCESSES="2")
+    try:
+        auth = (base_env(tmp_path)["CONVMEM_ACCOUNT_SID"], base_env(tmp_path)["CONVMEM_AUTH_TOKEN"])
+        client = httpx.Client(base_url=url, auth=auth, timeout=10)
+        op = client.post("/v1/ControlPlane/Stores", json={"displayName": "multi"})
+        store_id = client.get(op.headers["Location"]).json()["result"]["id"]
+        body = {"traits": {"Contact": {"email": "multi@x.io"}}}
+        ids = {
+            client.post(f"/v1/Stores/{store_id}/Profiles", json=body).json()["id"]
+            for _ in range(20)
+        }
+        assert len(ids) == 1  # every process resolves to the same profile
+        client.close()
+    finally:
+        process.stop()

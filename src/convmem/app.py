@@ -164,3 +164,12 @@ def create_app(
     ):
         app.include_router(router)
     return app
+
+
+def app_from_env() -> FastAPI:
+    """The app of one of several server processes (`convmem serve --processes N`)."""
+    from convmem.kit import logging as logs
+
+    settings = Settings()
+    logs.configure(settings.log_level, settings.log_format)
+    return create_app(settings, run_workers=settings.run_workers)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import threading
 from pathlib import Path
@@ -67,25 +68,34 @@ def serve(
     workers: Annotated[
         bool | None, typer.Option("--workers/--no-workers", help="Run background workers here.")
     ] = None,
+    processes: Annotated[
+        int | None, typer.Option(help="Server processes sharing the port (CONVMEM_PROCESSES).")
+    ] = None,
 ) -> None:
     """Start the HTTP API (and, by default, background workers)."""
     import uvicorn
 
     from convmem.app import create_app
 
-    settings = _settings(data_dir, host=host, port=port, run_workers=workers)
+    settings = _settings(data_dir, host=host, port=port, run_workers=workers, processes=processes)
     logs.configure(settings.log_level, settings.log_format)
     db = _open(settings)
     _bootstrap_account(settings, db)
-    application = create_app(settings, db=db, run_workers=settings.run_workers)
-    uvicorn.run(
-        application,
-        host=settings.host,
-        port=settings.port,
-        log_config=None,
-        access_log=False,
-        timeout_graceful_shutdown=10,
-    )
+    options: dict[str, Any] = {
+        "host": settings.host,
+        "port": settings.port,
+        "log_config": None,
+        "access_log": False,
+        "timeout_graceful_shutdown": 10,
+    }
+    if settings.processes > 1:
+        db.dispose()
+        # Child processes build their app from the environment: hand them our options.
+        for name, value in settings.model_dump(exclude_none=True).items():
+            os.environ[f"CONVMEM_{name.upper()}"] = str(value)
+        uvicorn.run("convmem.app:app_from_env", factory=True, workers=settings.processes, **options)
+        return
+    uvicorn.run(create_app(settings, db=db, run_workers=settings.run_workers), **options)
 
 
 @app.command()

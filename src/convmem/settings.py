@@ -38,6 +38,12 @@ class Settings(BaseSettings):
     auth_token: str | None = Field(
         None, description="Auth token for `CONVMEM_ACCOUNT_SID` (stored hashed)."
     )
+    processes: int = Field(
+        1,
+        ge=1,
+        description="Server processes `convmem serve` runs on its port. More than one suits "
+        "PostgreSQL; SQLite allows one writer at a time, so extra processes mostly wait.",
+    )
     request_threads: int = Field(
         8, ge=1, description="Threads serving requests' database work per server process."
     )
