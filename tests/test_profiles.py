@@ -299,3 +299,35 @@ def test_malformed_and_unknown_profile_ids(api: Api, other_api: Api) -> None:
     profile_id = api.post(profiles_url(store_id), json=ALYSSA).json()["id"]
     assert other_api.get(profiles_url(store_id, profile_id)).json()["code"] == 520041
     assert api.get(f"{STORES}/{store_id}").status_code == 200
+
+
+def test_a_write_waits_for_a_lock_held_elsewhere(api: Api, db: Any, settings: Any) -> None:
+    """SQLite: when another connection (a job, another process) holds the write
+    lock, a write request waits for it on a worker thread instead of failing."""
+    if not db.is_sqlite:
+        pytest.skip("SQLite's single-writer lock")
+    import sqlite3
+    import threading
+    import time
+
+    store_id = make_store(api)
+    path = db.engine.url.database
+    other = sqlite3.connect(path, isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")
+    result: dict[str, Any] = {}
+    thread = threading.Thread(
+        target=lambda: result.setdefault(
+            "response",
+            api.post(profiles_url(store_id), json={"traits": {"Contact": {"email": "w@x.io"}}}),
+        )
+    )
+    thread.start()
+    time.sleep(0.3)
+    assert "response" not in result  # still waiting for the lock
+    # Reads are not blocked meanwhile.
+    assert api.get(profiles_url(store_id)).status_code == 200
+    other.execute("COMMIT")
+    other.close()
+    thread.join(10)
+    assert result["response"].status_code == 202
+    assert api.get(profiles_url(store_id)).json()["profiles"] == [result["response"].json()["id"]]
