@@ -95,3 +95,32 @@ def test_serve_with_several_processes(tmp_path: Path) -> None:
         client.close()
     finally:
         process.stop()
+
+
+def test_merges_command_lists_the_audit_trail(tmp_path: Path) -> None:
+    process, url = start_server(tmp_path)
+    try:
+        env = base_env(tmp_path)
+        client = httpx.Client(
+            base_url=url, auth=(env["CONVMEM_ACCOUNT_SID"], env["CONVMEM_AUTH_TOKEN"])
+        )
+        op = client.post("/v1/ControlPlane/Stores", json={"displayName": "audit"})
+        store_id = client.get(op.headers["Location"]).json()["result"]["id"]
+        profiles = f"/v1/Stores/{store_id}/Profiles"
+        first = client.post(profiles, json={"traits": {"Contact": {"email": "a@x.io"}}}).json()[
+            "id"
+        ]
+        second = client.post(
+            profiles, json={"traits": {"Contact": {"phone": "+13175550009"}}}
+        ).json()["id"]
+        client.post(
+            profiles, json={"traits": {"Contact": {"email": "a@x.io", "phone": "+13175550009"}}}
+        )
+        client.close()
+    finally:
+        process.stop()
+    result = runner.invoke(
+        app, ["merges", store_id, "--data-dir", str(tmp_path)], env={"COLUMNS": "200"}
+    )
+    assert result.exit_code == 0, result.output
+    assert second in result.output and first in result.output and "phone" in result.output

@@ -331,3 +331,24 @@ def test_a_write_waits_for_a_lock_held_elsewhere(api: Api, db: Any, settings: An
     thread.join(10)
     assert result["response"].status_code == 202
     assert api.get(profiles_url(store_id)).json()["profiles"] == [result["response"].json()["id"]]
+
+
+def test_deleting_traits_or_groups_removes_their_values(api: Api) -> None:
+    store_id = make_store(api)
+    make_trait_group(
+        api,
+        store_id,
+        name="Loyalty",
+        traits={"tier": {"dataType": "STRING"}, "points": {"dataType": "NUMBER"}},
+    )
+    body = {"traits": {"Contact": {"email": "del@x.io"}, "Loyalty": {"tier": "gold", "points": 5}}}
+    pid = api.post(profiles_url(store_id), json=body).json()["id"]
+    api.patch(
+        f"{STORES}/{store_id}/TraitGroups/Loyalty", json={"traits": {"tier": {"dataType": ""}}}
+    )
+    assert api.get(profiles_url(store_id, pid)).json()["traits"]["Loyalty"] == {"points": 5}
+    api.delete(f"{STORES}/{store_id}/TraitGroups/Loyalty")
+    assert "Loyalty" not in api.get(profiles_url(store_id, pid)).json()["traits"]
+    # A group created again under the same name starts empty.
+    make_trait_group(api, store_id, name="Loyalty", traits={"tier": {"dataType": "STRING"}})
+    assert "Loyalty" not in api.get(profiles_url(store_id, pid)).json()["traits"]

@@ -123,6 +123,31 @@ def migrate(data_dir: DataDir = None) -> None:
     console.print("Database is up to date.")
 
 
+@app.command()
+def merges(
+    store: Annotated[str, typer.Argument(help="Store id (mem_store_...).")],
+    profile: Annotated[
+        str | None, typer.Option(help="Only merges into this canonical profile.")
+    ] = None,
+    data_dir: DataDir = None,
+) -> None:
+    """Audit profile merges of a store: which ids merged into which, when, by which rule."""
+    from sqlalchemy import select
+
+    from convmem.profiles.models import ProfileMerge
+
+    db = _open(_settings(data_dir))
+    query = select(ProfileMerge).where(ProfileMerge.store_id == store)
+    if profile:
+        query = query.where(ProfileMerge.canonical_id == profile)
+    with db.transaction(write=False) as session:
+        rows = session.scalars(query.order_by(ProfileMerge.id)).all()
+    table = Table("Merged at", "Merged profile", "Into", "Rule")
+    for row in rows:
+        table.add_row(row.merged_at.isoformat(), row.merged_id, row.canonical_id, row.rule)
+    console.print(table)
+
+
 @accounts_app.command("create")
 def accounts_create(
     name: Annotated[str | None, typer.Option(help="A friendly name.")] = None,

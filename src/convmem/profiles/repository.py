@@ -405,3 +405,18 @@ def set_unique(session: Session, store_id: str, id_type: str, unique: bool) -> N
     set_identifier_flags(
         session, store_id, id_type, unique_value=ProfileIdentifier.value if unique else None
     )
+
+
+def delete_trait_values(
+    session: Session, store_id: str, group: str, names: Iterable[str] | None
+) -> None:
+    """Remove every profile's values of deleted traits (or of a whole group)."""
+    query = delete(ProfileTrait).where(
+        ProfileTrait.store_id == store_id, ProfileTrait.group_name == group
+    )
+    if names is not None:
+        names = list(names)
+        if not names:
+            return
+        query = query.where(ProfileTrait.name.in_(names))
+    session.execute(query)

@@ -19,6 +19,7 @@ from convmem.kit.errors import (
 from convmem.kit.pagination import Page, PageRequest, paginate
 from convmem.operations import service as operations
 from convmem.operations.models import Operation
+from convmem.profiles import repository as profiles
 from convmem.stores import repository as stores
 from convmem.stores.models import Store
 from convmem.traits import defaults, repository, rules
@@ -187,6 +188,7 @@ def update(
             id_types=identity.configured_id_types(session, store_id=store.id),
         )
         repository.delete_traits(session, store_id=store.id, group=name, names=deletions)
+        profiles.delete_trait_values(session, store.id, name, deletions)
         now = utcnow()
         new_rows = []
         for trait, spec in upserts.items():
@@ -216,6 +218,7 @@ def delete(session: Session, *, store: Store, name: str) -> Operation:
     if group.is_system:
         raise ProtectedResource(f"Trait group '{name}' is a system group and cannot be deleted")
     repository.delete_group(session, store_id=store.id, name=name)
+    profiles.delete_trait_values(session, store.id, name, None)
     stores.bump_schema(session, store.id)
     return operations.record_completed(
         session,
