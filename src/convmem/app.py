@@ -11,7 +11,6 @@ from anyio import to_thread
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError
 from starlette.exceptions import HTTPException
 from starlette.middleware.gzip import GZipMiddleware
@@ -142,10 +141,9 @@ def create_app(
     app.add_middleware(ObservabilityMiddleware, access_log=settings.access_log)
 
     @app.get("/healthz", include_in_schema=False)
-    def healthz() -> Response:
+    async def healthz() -> Response:
         try:
-            with database.engine.connect() as conn:
-                conn.execute(text("SELECT 1"))
+            await database.ping()
         except Exception:
             log.exception("health check failed")
             return _error_response(503, 20503, "Database unavailable")
@@ -155,12 +153,13 @@ def create_app(
     def metrics() -> Response:
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
+    # The data plane first: routes are matched in order, and it is the hot path.
     for router in (
+        profiles_router,
         stores_router,
         identity_router,
         traits_router,
         operations_router,
-        profiles_router,
     ):
         app.include_router(router)
     return app

@@ -10,12 +10,18 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import sqlite3
-from collections.abc import Iterator
-from typing import Any, cast
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar, cast
 
-from sqlalchemy import JSON, DateTime, MetaData, create_engine, event, update
+from sqlalchemy import JSON, DateTime, MetaData, create_engine, event, text, update
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Connection, CursorResult, Dialect, Engine
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.pool import NullPool
 from sqlalchemy.sql import Executable
@@ -32,6 +38,7 @@ NAMING_CONVENTION = {
 JSONType = JSON(none_as_null=True).with_variant(JSONB(none_as_null=True), "postgresql")
 
 # Execution option that makes the next transaction on a SQLite connection a writer.
+T = TypeVar("T")
 IMMEDIATE = "convmem_immediate"
 # ...and fails at once with WriterBusy instead of waiting when another writer holds the lock.
 NOWAIT = "convmem_nowait"
@@ -140,6 +147,33 @@ class Database:
             expire_on_commit=False,
             autoflush=False,
         )
+        # PostgreSQL's data plane runs on psycopg's async driver: the same sync
+        # code runs on the event loop (AsyncSession.run_sync, via greenlets)
+        # and waits for the network without holding a thread.
+        self.async_engine: AsyncEngine | None = None
+        self._async_sessions: async_sessionmaker[AsyncSession] | None = None
+        if not self.is_sqlite:
+            self.async_engine = create_async_engine(
+                url, pool_size=pool_size, max_overflow=20, pool_recycle=1800
+            )
+            self._async_sessions = async_sessionmaker(
+                self.async_engine, expire_on_commit=False, autoflush=False
+            )
+
+    async def ping(self) -> None:
+        """A `SELECT 1` the way data-plane requests reach the database."""
+        if self.async_engine is not None:
+            async with self.async_engine.connect() as conn:
+                await conn.execute(text("SELECT 1"))
+        else:
+            with self.engine.connect() as conn:  # SQLite: microseconds, on the loop
+                conn.execute(text("SELECT 1"))
+
+    async def run_async(self, work: Callable[[Session], T]) -> T:
+        """Run sync `work` in one transaction on the event loop (PostgreSQL only)."""
+        assert self._async_sessions is not None
+        async with self._async_sessions() as session, session.begin():
+            return await session.run_sync(work)
 
     def session(self, *, write: bool = False, nowait: bool = False) -> Session:
         """A new session; no database work happens until its first statement.
@@ -165,6 +199,8 @@ class Database:
 
     def dispose(self) -> None:
         self.engine.dispose()
+        if self.async_engine is not None:
+            self.async_engine.sync_engine.dispose()
 
 
 def affected(session: Session, statement: Executable) -> int:

@@ -38,7 +38,7 @@ async def get_session(request: Request) -> AsyncIterator[Session]:
     blocked on SQLite's busy handler instead, the pool can starve).
     """
     ctx = get_context(request)
-    write = request.method not in _READ_METHODS and not getattr(request.state, "read_only", False)
+    write = request.method not in _READ_METHODS
     gate = ctx.write_gate() if write and ctx.db.is_sqlite else None
     if gate is not None:
         await gate.acquire()
@@ -63,15 +63,6 @@ def _finish(session: Session, *, commit: bool) -> None:
             session.rollback()
     finally:
         session.close()
-
-
-async def _read_only(request: Request) -> None:
-    request.state.read_only = True
-
-
-# For POST routes that only read (Lookup, Recall): no write transaction, so
-# on SQLite they never queue behind writers.
-ReadOnly = Depends(_read_only)
 
 
 # scope="function" closes the transaction before the response is sent, so a
@@ -153,27 +144,26 @@ class Transaction:
         self.ctx = get_context(request)
         self.write = write
 
-    async def run(self, work: Callable[[Session], T]) -> T:
+    async def run(self, work: Callable[[Session], T], *, read_only: bool = False) -> T:
         if not self.ctx.db.is_sqlite:
-            return await run_in_threadpool(self._run, work)
-        if not self.write:
+            return await self.ctx.db.run_async(work)
+        if read_only or not self.write:
             # SQLite reads in WAL mode never wait on a lock and are CPU-bound
             # under the GIL, so they run right here: no thread hand-off at all.
-            return self._run(work)
+            return self._run(work, write=False)
         async with self.ctx.write_gate():
             # Writes too run here when SQLite's lock is free at once (the gate
             # already orders this process's writers); when a job or another
             # process holds it, the wait happens on a worker thread instead.
             try:
-                return self._run(work, nowait=True)
+                return self._run(work, write=True, nowait=True)
             except WriterBusy:
-                return await run_in_threadpool(self._run, work)
+                return await run_in_threadpool(self._run, work, write=True)
 
-    def _run(self, work: Callable[[Session], T], *, nowait: bool = False) -> T:
-        with self.ctx.db.transaction(write=self.write, nowait=nowait) as session:
+    def _run(self, work: Callable[[Session], T], *, write: bool = False, nowait: bool = False) -> T:
+        with self.ctx.db.transaction(write=write, nowait=nowait) as session:
             return work(session)
 
 
 def transaction_for(request: Request) -> Transaction:
-    write = request.method not in _READ_METHODS and not getattr(request.state, "read_only", False)
-    return Transaction(request, write=write)
+    return Transaction(request, write=request.method not in _READ_METHODS)

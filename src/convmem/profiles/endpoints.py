@@ -7,7 +7,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
-from convmem.kit.http import JSONResponse, ReadOnly
+from convmem.kit.http import JSONResponse
 from convmem.kit.pagination import DataPlanePage
 from convmem.profiles import identifiers, service
 from convmem.profiles.schemas import (
@@ -46,10 +46,11 @@ async def bulk_upsert(body: BulkProfiles, run: StoreWorkDep) -> JSONResponse:
     return accepted("Profile batch accepted for processing.")
 
 
-@router.post("/Lookup", tags=["Retrieval"], dependencies=[ReadOnly])
+@router.post("/Lookup", tags=["Retrieval"])
 async def lookup(body: IdentifierIn, run: StoreWorkDep) -> JSONResponse:
     normalized, profiles = await run(
-        lambda s, store: service.lookup(s, store=store, id_type=body.idType, value=body.value)
+        lambda s, store: service.lookup(s, store=store, id_type=body.idType, value=body.value),
+        read_only=True,
     )
     return JSONResponse({"normalizedValue": normalized, "profiles": profiles})
 

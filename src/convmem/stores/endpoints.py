@@ -100,14 +100,18 @@ class StoreWork:
     def __init__(self, tx: Transaction, account_sid: str, store_id: str) -> None:
         self.tx, self.account_sid, self.store_id = tx, account_sid, store_id
 
-    async def __call__(self, work: Callable[[Session, StoreRef], T]) -> T:
+    async def __call__(
+        self, work: Callable[[Session, StoreRef], T], *, read_only: bool = False
+    ) -> T:
+        """Run `work`; `read_only` marks a POST that only reads (Lookup)."""
+
         def unit(session: Session) -> T:
             store = service.get_active(
                 session, account_sid=self.account_sid, store_id=self.store_id
             )
             return work(session, store)
 
-        return await self.tx.run(unit)
+        return await self.tx.run(unit, read_only=read_only)
 
 
 async def store_work(storeId: str, request: Request) -> StoreWork:
