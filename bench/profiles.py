@@ -2,11 +2,12 @@
 
 For each backend (SQLite, then PostgreSQL when one answers at 127.0.0.1:5432)
 this starts a server, seeds profiles, and drives it with bench/loadgen.py in a
-separate process: /healthz first (the baseline of this run, this machine), then
-create-with-resolution, fetch and lookup. Prints a table and the ratio of each
-workload's throughput to the baseline.
+separate process, in rounds: /healthz (the baseline of that round on this
+machine), then create-with-resolution, fetch and lookup. Prints, per workload,
+the median round: throughput, its ratio to the same round's baseline, latency.
 
-    python bench/profiles.py [--duration 8] [--concurrency 16] [--backend sqlite]
+    python bench/profiles.py [--rounds 3] [--duration 4] [--concurrency 8]
+                             [--backend sqlite|postgresql|both] [--processes 2]
 """
 
 from __future__ import annotations
@@ -91,21 +92,33 @@ def bench_backend(
             store, data = seed(base, args.seed_profiles)
             data_file = data_dir / "seed.json"
             data_file.write_text(json.dumps(data))
-            results = []
-            for scenario in ("healthz", "create", "fetch", "lookup"):
-                run_load(
-                    base,
-                    scenario,
-                    argparse.Namespace(**{**vars(args), "duration": 1}),
-                    store,
-                    data_file,
-                )
-                results.append(
-                    {"backend": name, **run_load(base, scenario, args, store, data_file)}
-                )
-            return results
+            warm = argparse.Namespace(**{**vars(args), "duration": 1})
+            for scenario in SCENARIOS:
+                run_load(base, scenario, warm, store, data_file)
+            # Rounds of every workload, each against its own round's baseline:
+            # this VM's speed drifts, and a ratio within one round cancels it.
+            rounds = [
+                {s: run_load(base, s, args, store, data_file) for s in SCENARIOS}
+                for _ in range(args.rounds)
+            ]
+            return [summarize(name, scenario, rounds) for scenario in SCENARIOS]
         finally:
             server.stop()
+
+
+SCENARIOS = ("healthz", "create", "fetch", "lookup")
+
+
+def summarize(
+    backend: str, scenario: str, rounds: list[dict[str, dict[str, Any]]]
+) -> dict[str, Any]:
+    """The median round of a workload, with its ratio to that round's healthz."""
+    rows = sorted(
+        ({**r[scenario], "ratio": r[scenario]["rps"] / r["healthz"]["rps"]} for r in rounds),
+        key=lambda row: row["ratio"],
+    )
+    median = rows[len(rows) // 2]
+    return {"backend": backend, **median, "errors": sum(r[scenario]["errors"] for r in rounds)}
 
 
 def report(results: list[dict[str, Any]]) -> None:
@@ -115,11 +128,8 @@ def report(results: list[dict[str, Any]]) -> None:
     )
     print(header)
     print("-" * len(header))
-    baseline: dict[str, float] = {}
     for row in results:
-        if row["scenario"] == "healthz":
-            baseline[row["backend"]] = row["rps"]
-        ratio = row["rps"] / baseline[row["backend"]]
+        ratio = row["ratio"]
         target = TARGETS.get(row["scenario"])
         verdict = ""
         if target:
@@ -139,7 +149,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--duration", type=float, default=8.0)
+    parser.add_argument("--duration", type=float, default=4.0, help="seconds per workload")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds of every workload")
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--seed-profiles", type=int, default=2000)
     parser.add_argument(
