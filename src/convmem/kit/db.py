@@ -154,7 +154,13 @@ class Database:
         self._async_sessions: async_sessionmaker[AsyncSession] | None = None
         if not self.is_sqlite:
             self.async_engine = create_async_engine(
-                url, pool_size=pool_size, max_overflow=20, pool_recycle=1800
+                url,
+                pool_size=pool_size,
+                max_overflow=20,
+                pool_recycle=1800,
+                # run_async always ends its transaction (commit or rollback), so
+                # the pool's extra ROLLBACK on check-in would be a wasted round trip.
+                pool_reset_on_return=None,
             )
             self._async_sessions = async_sessionmaker(
                 self.async_engine, expire_on_commit=False, autoflush=False
