@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import base64
+import os
 import secrets
 from collections.abc import Iterator
 from pathlib import Path
@@ -9,6 +10,7 @@ import httpx2 as httpx
 import psycopg
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy.engine import make_url
 
 from convmem import migrate
 from convmem.accounts import service as accounts
@@ -17,7 +19,9 @@ from convmem.kit.db import Database
 from convmem.settings import Settings
 from tests.spec import check_response
 
-PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/test"
+# A PostgreSQL server the tests may create databases on; its runs are skipped
+# when it does not answer.
+PG_ADMIN = os.environ.get("CONVMEM_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 
 
 def postgres_reachable() -> bool:
@@ -32,11 +36,11 @@ def postgres_reachable() -> bool:
 def pg_url() -> Iterator[str]:
     """A fresh PostgreSQL database for this test session, dropped at the end."""
     if not postgres_reachable():
-        pytest.skip("no PostgreSQL server at 127.0.0.1:5432")
+        pytest.skip(f"no PostgreSQL server answers at {PG_ADMIN}")
     name = f"convmem_test_{secrets.token_hex(4)}"
     with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
-    yield f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
+    yield str(make_url(PG_ADMIN).set(drivername="postgresql+psycopg", database=name))
     with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
