@@ -80,8 +80,8 @@ def utcnow() -> dt.datetime:
 
 def make_engine(url: str, *, pool_size: int = 10) -> Engine:
     if url.startswith("sqlite"):
-        # Keep a connection per request thread (anyio's pool has 40): a new
-        # SQLite connection re-reads the schema on its first statement.
+        # Enough pooled connections that no request opens one: a new SQLite
+        # connection re-reads the schema on its first statement.
         engine = create_engine(
             url,
             connect_args={"check_same_thread": False, "timeout": 30},
@@ -92,6 +92,9 @@ def make_engine(url: str, *, pool_size: int = 10) -> Engine:
         return engine
     if pool_size <= 0:
         return create_engine(url, poolclass=NullPool)
+    # This engine serves the control plane and background jobs; pre-ping keeps
+    # them working across a database restart. (The data plane's async pool
+    # skips it: a broken connection fails one statement and is replaced.)
     return create_engine(url, pool_size=pool_size, max_overflow=pool_size * 2, pool_pre_ping=True)
 
 
