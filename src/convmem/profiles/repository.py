@@ -12,7 +12,6 @@ from sqlalchemy import (
     Table,
     bindparam,
     delete,
-    func,
     insert,
     or_,
     select,
@@ -280,21 +279,6 @@ def delete_identifiers(
     return affected(session, query)
 
 
-def count_identifiers(session: Session, store_id: str, profile_id: str, id_type: str) -> int:
-    return int(
-        session.scalar(
-            select(func.count())
-            .select_from(ProfileIdentifier)
-            .where(
-                ProfileIdentifier.store_id == store_id,
-                ProfileIdentifier.profile_id == profile_id,
-                ProfileIdentifier.id_type == id_type,
-            )
-        )
-        or 0
-    )
-
-
 def move_identifiers(session: Session, store_id: str, source: str, target: str) -> None:
     """Give `target` every identifier of `source` it does not already have."""
     rows = identifiers_of(session, store_id, [source])
@@ -359,16 +343,6 @@ def mark_merged(session: Session, store_id: str, source: str, target: str, now: 
 
 def record_merge(session: Session, row: dict[str, Any]) -> None:
     session.execute(insert(ProfileMerge), [row])
-
-
-def merges_into(session: Session, store_id: str, canonical_id: str) -> list[ProfileMerge]:
-    return list(
-        session.scalars(
-            select(ProfileMerge)
-            .where(ProfileMerge.store_id == store_id, ProfileMerge.canonical_id == canonical_id)
-            .order_by(ProfileMerge.id)
-        )
-    )
 
 
 def list_query(store_id: str) -> Select[Any]:
