@@ -144,9 +144,18 @@ class Transaction:
         self.ctx = get_context(request)
         self.write = write
 
-    async def run(self, work: Callable[[Session], T], *, read_only: bool = False) -> T:
+    async def run(
+        self, work: Callable[[Session], T], *, read_only: bool = False, heavy: bool = False
+    ) -> T:
+        """`heavy` work (bulk writes) never runs on the event loop, so other
+        requests keep being answered meanwhile."""
         if not self.ctx.db.is_sqlite:
             return await self.ctx.db.run_async(work)
+        if heavy:
+            if read_only or not self.write:
+                return await run_in_threadpool(self._run, work, write=False)
+            async with self.ctx.write_gate():
+                return await run_in_threadpool(self._run, work, write=True)
         if read_only or not self.write:
             # SQLite reads in WAL mode never wait on a lock and are CPU-bound
             # under the GIL, so they run right here: no thread hand-off at all.

@@ -42,7 +42,7 @@ async def create_profile(body: ProfileData, run: StoreWorkDep) -> JSONResponse:
 
 @router.put("/Bulk")
 async def bulk_upsert(body: BulkProfiles, run: StoreWorkDep) -> JSONResponse:
-    await run(lambda s, store: service.bulk(s, store=store, items=body.profiles))
+    await run(lambda s, store: service.bulk(s, store=store, items=body.profiles), heavy=True)
     return accepted("Profile batch accepted for processing.")
 
 

@@ -101,9 +101,14 @@ class StoreWork:
         self.tx, self.account_sid, self.store_id = tx, account_sid, store_id
 
     async def __call__(
-        self, work: Callable[[Session, StoreRef], T], *, read_only: bool = False
+        self,
+        work: Callable[[Session, StoreRef], T],
+        *,
+        read_only: bool = False,
+        heavy: bool = False,
     ) -> T:
-        """Run `work`; `read_only` marks a POST that only reads (Lookup)."""
+        """Run `work`; `read_only` marks a POST that only reads (Lookup), `heavy`
+        work that must not hold the event loop (bulk writes)."""
 
         def unit(session: Session) -> T:
             store = service.get_active(
@@ -111,7 +116,7 @@ class StoreWork:
             )
             return work(session, store)
 
-        return await self.tx.run(unit, read_only=read_only)
+        return await self.tx.run(unit, read_only=read_only, heavy=heavy)
 
 
 async def store_work(storeId: str, request: Request) -> StoreWork:
