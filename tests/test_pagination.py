@@ -86,3 +86,17 @@ def test_token_with_a_different_order_is_rejected(api: Api) -> None:
     response = api.get(STORES, params={"pageSize": 1, "orderBy": "DESC", "pageToken": token})
     assert response.status_code == 400
     assert "orderBy" in response.json()["message"]
+
+
+def test_a_token_of_another_list_is_rejected(api: Api) -> None:
+    store_id = make_store(api)
+    for n in range(3):
+        api.post(
+            f"/v1/Stores/{store_id}/Profiles", json={"traits": {"Contact": {"email": f"t{n}@x.io"}}}
+        )
+    token = api.get(f"/v1/Stores/{store_id}/Profiles", params={"pageSize": 1}).json()["meta"][
+        "nextToken"
+    ]
+    response = api.get(STORES, params={"pageToken": token})
+    assert response.status_code == 400
+    assert "another list" in response.json()["message"]

@@ -22,8 +22,8 @@ def test_new_ids_are_valid_and_sort_by_creation() -> None:
 
 
 def test_page_tokens_round_trip_and_reject_garbage() -> None:
-    token = encode_token("ASC", "mem_store_x", backwards=True)
-    assert decode_token(token) == ("ASC", "mem_store_x", True)
+    token = encode_token("ASC", "mem_store_x", backwards=True, scope="stores")
+    assert decode_token(token) == ("ASC", "mem_store_x", True, "stores")
     for bad in ("", "abc", encode_token("ASC", "k", backwards=False)[:-3] + "!!!"):
         with pytest.raises(ValidationFailed):
             decode_token(bad or "=")

@@ -32,6 +32,7 @@ class PageRequest:
     order: Order
     key: str | None = None
     backwards: bool = False
+    scope: str | None = None  # the list the token was issued for
 
 
 @dataclass(frozen=True)
@@ -49,21 +50,26 @@ class Page(Generic[T]):
         return meta
 
 
-def encode_token(order: Order, key: str, *, backwards: bool) -> str:
-    raw = orjson.dumps({"o": order, "k": key, "b": backwards})
+def encode_token(order: Order, key: str, *, backwards: bool, scope: str = "") -> str:
+    raw = orjson.dumps({"o": order, "k": key, "b": backwards, "s": scope})
     return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
 
 
-def decode_token(token: str) -> tuple[Order, str, bool]:
+def decode_token(token: str) -> tuple[Order, str, bool, str]:
     try:
         raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
         data = orjson.loads(raw)
-        order, key, backwards = data["o"], data["k"], data["b"]
+        order, key, backwards, scope = data["o"], data["k"], data["b"], data.get("s", "")
     except (binascii.Error, ValueError, KeyError, TypeError) as exc:
         raise ValidationFailed("Invalid pageToken: not a token issued by this server") from exc
-    if order not in ("ASC", "DESC") or not isinstance(key, str) or not isinstance(backwards, bool):
+    if (
+        order not in ("ASC", "DESC")
+        or not isinstance(key, str)
+        or not isinstance(backwards, bool)
+        or not isinstance(scope, str)
+    ):
         raise ValidationFailed("Invalid pageToken: not a token issued by this server")
-    return order, key, backwards
+    return order, key, backwards, scope
 
 
 def page_request(page_size: int, page_token: str | None, order_by: str | None) -> PageRequest:
@@ -76,12 +82,12 @@ def page_request(page_size: int, page_token: str | None, order_by: str | None) -
         raise ValidationFailed(f"Invalid orderBy '{order_by}': must be ASC or DESC")
     if not page_token:
         return PageRequest(page_size, order)
-    token_order, key, backwards = decode_token(page_token)
+    token_order, key, backwards, scope = decode_token(page_token)
     if order_by is not None and token_order != order:
         raise ValidationFailed(
             f"Invalid pageToken: it continues a listing with orderBy={token_order}, not {order}"
         )
-    return PageRequest(page_size, token_order, key, backwards)
+    return PageRequest(page_size, token_order, key, backwards, scope)
 
 
 PageToken = Annotated[str | None, Query(alias="pageToken", max_length=4096)]
@@ -116,9 +122,14 @@ def paginate(
     request: PageRequest,
     *,
     key_of: Callable[[R], str],
+    scope: str,
     scalars: bool = True,
 ) -> Page[R]:
-    """Run `stmt` one page at a time, ordered by the unique, sortable `key`."""
+    """Run `stmt` one page at a time, ordered by the unique, sortable `key`.
+
+    `scope` names the list; a token issued for another list is refused."""
+    if request.scope is not None and request.scope != scope:
+        raise ValidationFailed("Invalid pageToken: it was issued for another list")
     ascending = (request.order == "ASC") != request.backwards
     if request.key is not None:
         stmt = stmt.where(key > request.key if ascending else key < request.key)
@@ -137,6 +148,6 @@ def paginate(
         has_next, has_previous = more, request.key is not None
     return Page(
         items,
-        encode_token(request.order, last, backwards=False) if has_next else None,
-        encode_token(request.order, first, backwards=True) if has_previous else None,
+        encode_token(request.order, last, backwards=False, scope=scope) if has_next else None,
+        encode_token(request.order, first, backwards=True, scope=scope) if has_previous else None,
     )

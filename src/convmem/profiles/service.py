@@ -95,7 +95,14 @@ def read(
 
 
 def list_ids(session: Session, *, store: StoreRef, page: PageRequest) -> Page[str]:
-    return paginate(session, repo.list_query(store.id), Profile.id, page, key_of=lambda pid: pid)
+    return paginate(
+        session,
+        repo.list_query(store.id),
+        Profile.id,
+        page,
+        key_of=lambda pid: pid,
+        scope="profiles",
+    )
 
 
 def list_traits(
@@ -115,6 +122,7 @@ def list_traits(
         ProfileTrait.trait_key,
         page,
         key_of=lambda row: row.trait_key,
+        scope="traits",
     )
 
 

@@ -59,7 +59,9 @@ def get_active(session: Session, *, account_sid: str, store_id: str) -> StoreRef
 
 def list_ids(session: Session, *, account_sid: str, page: PageRequest) -> Page[str]:
     query = repository.list_query(account_sid=account_sid)
-    return paginate(session, query, Store.id, page, key_of=lambda store_id: store_id)
+    return paginate(
+        session, query, Store.id, page, key_of=lambda store_id: store_id, scope="stores"
+    )
 
 
 def create(

@@ -93,6 +93,7 @@ def list_groups(session: Session, *, store_id: str, page: PageRequest) -> Page[T
         TraitGroup.sort_key,
         page,
         key_of=lambda g: g.sort_key,
+        scope="traitGroups",
     )
 
 
@@ -114,6 +115,7 @@ def list_traits(
         TraitDefinition.sort_key,
         page,
         key_of=lambda t: t.sort_key,
+        scope="groupTraits",
     )
 
 
