@@ -90,16 +90,23 @@ def write(
             )
         for index in group.records:
             result[index] = canonical
-    repo.insert_profiles(session, new_profiles)
     for group in groups:
         if group.merged:
             merge(session, store_id, schema, group, now)
 
-    _write_traits(session, store_id, records, result, now)
-    _write_identifiers(
-        session, store_id, schema, records, result, {p["id"] for p in new_profiles}, now
-    )
-    repo.touch(session, store_id, {p for p in result} - {p["id"] for p in new_profiles}, now)
+    created = {p["id"] for p in new_profiles}
+    upserts = _trait_changes(session, store_id, records, result, now)
+    identifiers, per_type = _identifier_rows(store_id, schema, records, result, now)
+    # The inserts of the whole batch: one statement on PostgreSQL, three on SQLite.
+    if repo.insert_rows(session, new_profiles, upserts, identifiers):
+        # New profiles only need trimming when one write brought more values than the limit.
+        touched = {
+            (p, t)
+            for (p, t), n in per_type.items()
+            if p not in created or n > schema.configs[t].limit
+        }
+        enforce_limits(session, store_id, schema, touched)
+    repo.touch(session, store_id, set(result) - created, now)
     return result
 
 
@@ -173,10 +180,11 @@ def merge(
     enforce_limits(session, store_id, schema, {(canonical, t) for t in schema.configs})
 
 
-def _write_traits(
+def _trait_changes(
     session: Session, store_id: str, records: Sequence[Record], targets: list[str], now: dt.datetime
-) -> None:
-    # Later records win over earlier ones for the same profile and trait.
+) -> list[dict[str, Any]]:
+    """Deletes the traits set to null; returns the rows to upsert (later records
+    win over earlier ones for the same profile and trait)."""
     upserts: dict[tuple[str, str], dict[str, Any]] = {}
     deletes: dict[str, set[str]] = defaultdict(set)
     for record, profile_id in zip(records, targets, strict=True):
@@ -197,7 +205,7 @@ def _write_traits(
             }
     for profile_id, keys in deletes.items():
         repo.delete_traits(session, store_id, profile_id, keys)
-    repo.upsert_traits(session, list(upserts.values()))
+    return list(upserts.values())
 
 
 def identifier_row(
@@ -220,15 +228,14 @@ def identifier_row(
     }
 
 
-def _write_identifiers(
-    session: Session,
+def _identifier_rows(
     store_id: str,
     schema: StoreSchema,
     records: Sequence[Record],
     targets: list[str],
-    new_profiles: set[str],
     now: dt.datetime,
-) -> None:
+) -> tuple[list[dict[str, Any]], dict[tuple[str, str], int]]:
+    """Identifier rows to add, and how many per (profile, idType)."""
     rows: dict[tuple[str, str, str], dict[str, Any]] = {}
     per_type: dict[tuple[str, str], int] = defaultdict(int)
     for record, profile_id in zip(records, targets, strict=True):
@@ -236,15 +243,7 @@ def _write_identifiers(
             if key[0] in schema.configs and (profile_id, *key) not in rows:
                 rows[(profile_id, *key)] = identifier_row(store_id, profile_id, schema, key, now)
                 per_type[(profile_id, key[0])] += 1
-    if not repo.insert_identifiers(session, list(rows.values())):
-        return  # every value was already there: no limit can be exceeded
-    # New profiles only need trimming when one write brought more values than the limit.
-    touched = {
-        (p, t)
-        for (p, t), n in per_type.items()
-        if p not in new_profiles or n > schema.configs[t].limit
-    }
-    enforce_limits(session, store_id, schema, touched)
+    return list(rows.values()), per_type
 
 
 def enforce_limits(

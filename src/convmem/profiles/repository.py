@@ -7,6 +7,7 @@ from collections.abc import Iterable, Sequence
 from functools import cache
 from typing import Any, cast
 
+import orjson
 from sqlalchemy import (
     Select,
     Table,
@@ -394,3 +395,67 @@ def delete_trait_values(
             return
         query = query.where(ProfileTrait.name.in_(names))
     session.execute(query)
+
+
+# PostgreSQL: the inserts of a write in one round trip, as data-modifying CTEs
+# reading their rows from JSON parameters. ON CONFLICT keeps the semantics of
+# the separate statements (traits overwrite, known identifiers stay).
+_INSERT_ROWS_PG = text(
+    """
+WITH
+p AS (
+  INSERT INTO profiles (store_id, id, merged_into, created_at, updated_at)
+  SELECT store_id, id, NULL, created_at, updated_at
+  FROM jsonb_to_recordset(CAST(:profiles AS jsonb))
+    AS x(store_id text, id text, created_at timestamptz, updated_at timestamptz)
+),
+t AS (
+  INSERT INTO profile_traits
+    (store_id, profile_id, trait_key, group_name, name, value, updated_at)
+  SELECT store_id, profile_id, trait_key, group_name, name, value, updated_at
+  FROM jsonb_to_recordset(CAST(:traits AS jsonb))
+    AS x(store_id text, profile_id text, trait_key text, group_name text, name text,
+         value jsonb, updated_at timestamptz)
+  ON CONFLICT (store_id, profile_id, trait_key)
+  DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at
+),
+i AS (
+  INSERT INTO profile_identifiers
+    (store_id, profile_id, id_type, value, unique_value, sort_key, fuzzy,
+     block_prefix, block_suffix, created_at)
+  SELECT store_id, profile_id, id_type, value, unique_value, sort_key, fuzzy,
+         block_prefix, block_suffix, created_at
+  FROM jsonb_to_recordset(CAST(:identifiers AS jsonb))
+    AS x(store_id text, profile_id text, id_type text, value text, unique_value text,
+         sort_key text, fuzzy boolean, block_prefix text, block_suffix text,
+         created_at timestamptz)
+  ON CONFLICT (store_id, profile_id, id_type, value) DO NOTHING
+  RETURNING 1
+)
+SELECT count(*) FROM i
+"""
+)
+
+
+def _json_rows(rows: list[dict[str, Any]]) -> str:
+    return orjson.dumps(rows, option=orjson.OPT_NAIVE_UTC).decode()
+
+
+def insert_rows(
+    session: Session,
+    profiles: list[dict[str, Any]],
+    traits: list[dict[str, Any]],
+    identifiers: list[dict[str, Any]],
+) -> int:
+    """Insert new profiles, upsert traits, add identifiers; returns how many
+    identifiers were new."""
+    if _dialect(session) == "postgresql":
+        params = {
+            "profiles": _json_rows(profiles),
+            "traits": _json_rows(traits),
+            "identifiers": _json_rows(identifiers),
+        }
+        return int(core(session).execute(_INSERT_ROWS_PG, params).scalar_one())
+    insert_profiles(session, profiles)
+    upsert_traits(session, traits)
+    return insert_identifiers(session, identifiers)
