@@ -66,9 +66,13 @@ def write(
         anchors = {r.anchor for r in records if r.anchor}
         if missing and anchors & set(missing):
             raise ProfileNotFound(f"Profile {sorted(anchors & set(missing))[0]} not found")
-        # A profile merged or deleted by a writer we waited for: resolve again.
+        # A profile merged or deleted by a writer we waited for: resolve again,
+        # following a merged anchor to the profile it now lives in.
         if not missing and all(state[p] is None for p in involved):
             break
+        for record in records:
+            if record.anchor is not None and state.get(record.anchor):
+                record.anchor = state[record.anchor]
     else:
         raise Conflict("Profiles changed concurrently; retry the request")
     _check_unique_outside_rules(holders, groups, records, schema)
@@ -143,7 +147,12 @@ def merge(
     best: dict[str, Any] = {}
     for row in traits:
         current = best.get(row.trait_key)
-        if current is None or row.updated_at > current.updated_at:
+        # Newest wins; on a tie the canonical profile keeps its value.
+        if (
+            current is None
+            or row.updated_at > current.updated_at
+            or (row.updated_at == current.updated_at and row.profile_id == canonical)
+        ):
             best[row.trait_key] = row
     winners = [
         {
