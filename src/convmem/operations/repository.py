@@ -36,6 +36,11 @@ def _claimable(now: dt.datetime) -> Any:
     )
 
 
+def any_due(session: Session, *, now: dt.datetime) -> bool:
+    """A cheap read before claiming, so idle polls never take a write lock."""
+    return session.scalar(select(Operation.id).where(_claimable(now)).limit(1)) is not None
+
+
 def claim_next(
     session: Session, *, owner: str, now: dt.datetime, lease_until: dt.datetime, skip_locked: bool
 ) -> Operation | None:

@@ -52,6 +52,9 @@ class Worker:
         """Claim and run one job. False when none was due."""
         now = utcnow()
         lease = dt.timedelta(seconds=self.settings.job_lease_seconds)
+        with self.db.transaction(write=False) as session:
+            if not repository.any_due(session, now=now):
+                return False
         with self.db.transaction(write=True) as session:
             op = repository.claim_next(
                 session,
