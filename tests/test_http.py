@@ -179,3 +179,34 @@ def test_every_error_path_renders_the_same_shape(api: Api) -> None:
     ]
     for response, status, code in cases:
         assert_error(response, status, code)
+
+
+def test_data_plane_routes_share_the_conventions(
+    app_client: TestClient, api: Api, other_api: Api
+) -> None:
+    store_id = make_store(api)
+    url = f"/v1/Stores/{store_id}/Profiles"
+    assert_error(app_client.get(url), 401, 20003)
+    assert_error(other_api.get(url), 404, 520041)
+    assert_error(api.get("/v1/Stores/mem_store_bad/Profiles"), 400, 520049)
+    body = gzip.compress(orjson.dumps({"traits": {"Contact": {"email": "gz@x.io"}}}))
+    zipped = api.post(
+        url, content=body, headers={"Content-Type": "application/json", "Content-Encoding": "gzip"}
+    )
+    assert zipped.status_code == 202
+    assert_error(
+        api.post(url, content=b"{", headers={"Content-Type": "application/json"}), 400, 520046
+    )
+
+
+def test_data_plane_is_rate_limited(small_app: TestClient, db: Database) -> None:
+    sid, token = new_account(db)
+    auth = basic(sid, token)
+    statuses = [
+        small_app.get(
+            "/v1/Stores/mem_store_01h455vb4pex5vsknk084sn02q/Profiles", headers=auth
+        ).status_code
+        for _ in range(5)
+    ]
+    assert statuses[:3] == [404, 404, 404]
+    assert 429 in statuses[3:]
