@@ -45,7 +45,10 @@ class Settings(BaseSettings):
         "PostgreSQL; SQLite allows one writer at a time, so extra processes mostly wait.",
     )
     request_threads: int = Field(
-        8, ge=1, description="Threads serving requests' database work per server process."
+        8,
+        ge=1,
+        description="Threads per server process for database work off the event loop "
+        "(control plane, SQLite writes waiting for the lock, bulk upserts).",
     )
     run_workers: bool = Field(
         True, description="`convmem serve` also runs background workers in-process."
