@@ -37,8 +37,8 @@ NAMING_CONVENTION = {
 
 JSONType = JSON(none_as_null=True).with_variant(JSONB(none_as_null=True), "postgresql")
 
-# Execution option that makes the next transaction on a SQLite connection a writer.
 T = TypeVar("T")
+# Execution option that makes the next transaction on a SQLite connection a writer...
 IMMEDIATE = "convmem_immediate"
 # ...and fails at once with WriterBusy instead of waiting when another writer holds the lock.
 NOWAIT = "convmem_nowait"

@@ -156,12 +156,13 @@ class Transaction:
         requests keep being answered meanwhile."""
         if not self.ctx.db.is_sqlite:
             return await self.ctx.db.run_async(work)
+        write = self.write and not read_only
         if heavy:
-            if read_only or not self.write:
+            if not write:
                 return await run_in_threadpool(self._run, work, write=False)
             async with self.ctx.write_gate():
                 return await run_in_threadpool(self._run, work, write=True)
-        if read_only or not self.write:
+        if not write:
             # SQLite reads in WAL mode never wait on a lock and are CPU-bound
             # under the GIL, so they run right here: no thread hand-off at all.
             return self._run(work, write=False)

@@ -12,6 +12,8 @@ from typing import Final
 import uuid_utils
 from typeid import _base32
 
+from convmem.kit.errors import BadRequest
+
 STORE: Final = "mem_store"
 SERVICE: Final = "mem_service"  # accepted as a store id (older docs)
 PROFILE: Final = "mem_profile"
@@ -43,3 +45,14 @@ PROFILE_ID = matcher(PROFILE)
 
 def is_valid(pattern: re.Pattern[str], value: str) -> bool:
     return pattern.match(value) is not None
+
+
+def require(
+    pattern: re.Pattern[str], value: str, *, field: str, prefix: str, error: type[BadRequest]
+) -> None:
+    """Raise `error` naming `field` unless `value` is a TypeID matching `pattern`."""
+    if not is_valid(pattern, value):
+        raise error(
+            f"Invalid {field} '{value[:80]}': expected {prefix}_ followed by 26 lowercase "
+            "base32 characters"
+        )

@@ -83,4 +83,4 @@ def guarded_update(session: Session, *, op_id: str, owner: str, **values: Any) -
         .values(**values)
         .execution_options(synchronize_session=False),
     )
-    return bool(changed == 1)
+    return changed == 1

@@ -76,11 +76,13 @@ def enqueue(
 
 
 def get(session: Session, *, account_sid: str, operation_id: str) -> Operation:
-    if not ids.is_valid(ids.OPERATION_ID, operation_id):
-        raise MalformedOperationId(
-            f"Invalid operationId '{operation_id}': expected mem_operation_ followed by "
-            "26 lowercase base32 characters"
-        )
+    ids.require(
+        ids.OPERATION_ID,
+        operation_id,
+        field="operationId",
+        prefix=ids.OPERATION,
+        error=MalformedOperationId,
+    )
     op = repository.get_for_account(session, account_sid=account_sid, operation_id=operation_id)
     if op is None:
         raise OperationNotFound(f"Operation {operation_id} not found")

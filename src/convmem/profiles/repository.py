@@ -44,7 +44,7 @@ def lock_keys(session: Session, store_id: str, keys: Iterable[Key]) -> None:
     Taken in sorted order so two writers never wait on each other in a cycle.
     SQLite needs none: its write transactions (BEGIN IMMEDIATE) run one at a time.
     """
-    if session.get_bind().dialect.name != "postgresql":
+    if _dialect(session) != "postgresql":
         return
     hashes = sorted(
         {
@@ -65,7 +65,9 @@ _ADVISORY_LOCKS = text(
     "SELECT pg_advisory_xact_lock(k) "
     "FROM unnest(CAST(:keys AS bigint[])) WITH ORDINALITY AS t(k, n) ORDER BY n"
 )
-_STATE_ONE = select(Profile.id, Profile.merged_into).where(
+
+
+_GET = select(Profile.id, Profile.merged_into, Profile.created_at).where(
     Profile.store_id == bindparam("store_id"), Profile.id == bindparam("profile_id")
 )
 
@@ -78,7 +80,7 @@ def lock_profiles(session: Session, store_id: str, ids: Sequence[str]) -> dict[s
     unique = sorted(set(ids))
     if len(unique) == 1 and not postgres:
         params = {"store_id": store_id, "profile_id": unique[0]}
-        return {pid: merged for pid, merged in core(session).execute(_STATE_ONE, params)}
+        return {row.id: row.merged_into for row in core(session).execute(_GET, params)}
     query = (
         select(Profile.id, Profile.merged_into)
         .where(Profile.store_id == store_id, Profile.id.in_(unique))
@@ -87,11 +89,6 @@ def lock_profiles(session: Session, store_id: str, ids: Sequence[str]) -> dict[s
     if postgres:
         query = query.with_for_update()
     return {pid: merged for pid, merged in core(session).execute(query)}
-
-
-_GET = select(Profile.id, Profile.merged_into, Profile.created_at).where(
-    Profile.store_id == bindparam("store_id"), Profile.id == bindparam("profile_id")
-)
 
 
 def get(session: Session, store_id: str, profile_id: str) -> Any:

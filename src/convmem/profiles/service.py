@@ -30,11 +30,9 @@ MAX_TRAITS_PAGE = 100
 
 
 def check_id(profile_id: str) -> None:
-    if not ids.is_valid(ids.PROFILE_ID, profile_id):
-        raise ValidationFailed(
-            f"Invalid profileId '{profile_id[:80]}': expected mem_profile_ followed by 26 "
-            "lowercase base32 characters"
-        )
+    ids.require(
+        ids.PROFILE_ID, profile_id, field="profileId", prefix=ids.PROFILE, error=ValidationFailed
+    )
 
 
 def get_canonical(session: Session, *, store: StoreRef, profile_id: str) -> Any:

@@ -31,11 +31,7 @@ def store_path(store_id: str) -> str:
 
 
 def check_id(store_id: str) -> None:
-    if not ids.is_valid(ids.STORE_ID, store_id):
-        raise MalformedStoreId(
-            f"Invalid storeId '{store_id}': expected mem_store_ followed by 26 lowercase "
-            "base32 characters"
-        )
+    ids.require(ids.STORE_ID, store_id, field="storeId", prefix=ids.STORE, error=MalformedStoreId)
 
 
 def get(session: Session, *, account_sid: str, store_id: str) -> Store:
