@@ -11,10 +11,25 @@ from convmem.kit.errors import IdentifierNotFound, IdentifierValueNotFound, Vali
 from convmem.profiles import engine
 from convmem.profiles import repository as repo
 from convmem.profiles import schema as store_schema
-from convmem.profiles.rules import Record
+from convmem.profiles.rules import Record, StoreSchema
 from convmem.profiles.schemas import IdentifierIn, IdentifierUpdate
 from convmem.profiles.service import configured, get_canonical
 from convmem.stores.models import StoreRef
+
+
+def _schema_for(session: Session, store: StoreRef, id_type: str) -> StoreSchema:
+    """The store's schema, once `id_type` is known to be configured in it."""
+    schema = store_schema.load(session, store)
+    configured(schema, "idType", id_type)
+    return schema
+
+
+def _values(session: Session, store: StoreRef, profile_id: str, id_type: str) -> list[str]:
+    """The profile's values of `id_type`, oldest first; 404 when it has none."""
+    values = [r.value for r in repo.identifiers_of(session, store.id, [profile_id], id_type)]
+    if not values:
+        raise IdentifierNotFound(f"Profile {profile_id} has no {id_type} identifier")
+    return values
 
 
 def list_all(session: Session, *, store: StoreRef, profile_id: str) -> list[dict[str, object]]:
@@ -27,16 +42,12 @@ def list_all(session: Session, *, store: StoreRef, profile_id: str) -> list[dict
 
 def fetch(session: Session, *, store: StoreRef, profile_id: str, id_type: str) -> dict[str, object]:
     profile = get_canonical(session, store=store, profile_id=profile_id)
-    rows = repo.identifiers_of(session, store.id, [profile.id], id_type)
-    if not rows:
-        raise IdentifierNotFound(f"Profile {profile.id} has no {id_type} identifier")
-    return {"idType": id_type, "values": [r.value for r in rows]}
+    return {"idType": id_type, "values": _values(session, store, profile.id, id_type)}
 
 
 def add(session: Session, *, store: StoreRef, profile_id: str, data: IdentifierIn) -> str:
     get_canonical(session, store=store, profile_id=profile_id)
-    schema = store_schema.load(session, store)
-    configured(schema, "idType", data.idType)
+    schema = _schema_for(session, store, data.idType)
     value = normalize_field("value", data.value, schema.configs[data.idType].normalization)
     record = Record(keys=[(data.idType, value)], anchor=profile_id)
     return engine.write(session, store.id, schema, [record])[0]
@@ -48,8 +59,7 @@ def replace(
     get_canonical(session, store=store, profile_id=profile_id)
     if data.idType != id_type:
         raise ValidationFailed(f"idType: '{data.idType}' does not match the path's '{id_type}'")
-    schema = store_schema.load(session, store)
-    configured(schema, "idType", id_type)
+    schema = _schema_for(session, store, id_type)
     normalization = schema.configs[id_type].normalization
     old = normalize_field("oldValue", data.oldValue, normalization)
     new = normalize_field("newValue", data.newValue, normalization)
@@ -64,14 +74,9 @@ def remove(
     session: Session, *, store: StoreRef, profile_id: str, id_type: str, remove_all: bool
 ) -> None:
     profile = get_canonical(session, store=store, profile_id=profile_id)
-    schema = store_schema.load(session, store)
-    configured(schema, "idType", id_type)
-    rows = repo.identifiers_of(session, store.id, [profile.id], id_type)
-    if not rows:
-        raise IdentifierNotFound(f"Profile {profile.id} has no {id_type} identifier")
-    if remove_all:
-        victims = [r.value for r in rows]
-    else:
+    schema = _schema_for(session, store, id_type)
+    values = _values(session, store, profile.id, id_type)
+    if not remove_all:
         # One value, chosen like the limit policy would: fifo the oldest, lifo the newest.
-        victims = [rows[-1].value if schema.configs[id_type].lifo else rows[0].value]
-    repo.delete_identifiers(session, store.id, profile.id, id_type, victims)
+        values = [values[-1] if schema.configs[id_type].lifo else values[0]]
+    repo.delete_identifiers(session, store.id, profile.id, id_type, values)
