@@ -8,13 +8,15 @@ from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 from anyio import to_thread
-from fastapi import FastAPI, Request
+from fastapi import APIRouter, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.routing import APIRoute
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy.exc import IntegrityError
 from starlette.exceptions import HTTPException
 from starlette.middleware.gzip import GZipMiddleware
 from starlette.responses import Response
+from starlette.routing import compile_path
 
 from convmem.identity.endpoints import router as identity_router
 from convmem.kit.context import AppContext
@@ -32,7 +34,33 @@ from convmem.traits.endpoints import router as traits_router
 log = logging.getLogger("convmem")
 
 # Twilio's generic codes for HTTP errors raised outside our own error classes.
-_HTTP_CODES = {400: 400, 401: 20003, 403: 20403, 404: 20404, 405: 20405, 409: 20409, 413: 20413}
+_HTTP_CODES = {
+    400: 400,
+    401: 20003,
+    403: 20403,
+    404: 20404,
+    405: 20405,
+    408: 408,
+    409: 20409,
+    413: 20413,
+}
+
+
+def allowed_methods(request: Request) -> str:
+    """Every method some route serves at this path (Starlette names only the
+    first route that matched the path, and FastAPI makes one route per method)."""
+    table: list[tuple[Any, set[str]]] = request.app.state.route_methods
+    methods = {m for regex, ms in table if regex.match(request.url.path) for m in ms}
+    return ", ".join(sorted(methods))
+
+
+def _route_methods(routers: Sequence[APIRouter]) -> list[tuple[Any, set[str]]]:
+    table = []
+    for router in routers:
+        for route in router.routes:
+            if isinstance(route, APIRoute):
+                table.append((compile_path(route.path)[0], set(route.methods)))
+    return table
 
 
 def describe_validation_errors(errors: Sequence[Any]) -> str:
@@ -75,12 +103,16 @@ def install_error_handlers(app: FastAPI) -> None:
         return _error_response(400, 520046, describe_validation_errors(exc.errors()))
 
     @app.exception_handler(HTTPException)
-    async def http_error(_: Request, exc: HTTPException) -> JSONResponse:
+    async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
         code = _HTTP_CODES.get(exc.status_code, exc.status_code)
         message = exc.detail if isinstance(exc.detail, str) else "Request failed"
+        headers = dict(exc.headers or {})
         if exc.status_code == 404 and message == "Not Found":
             message = "The requested resource was not found"
-        return _error_response(exc.status_code, code, message, dict(exc.headers or {}))
+        if exc.status_code == 405:
+            headers["Allow"] = allowed_methods(request)
+            message = f"Method {request.method[:16]} not allowed; allowed: {headers['Allow']}"
+        return _error_response(exc.status_code, code, message, headers)
 
     @app.exception_handler(ProfileMoved)
     async def moved(request: Request, exc: ProfileMoved) -> JSONResponse:
@@ -137,7 +169,11 @@ def create_app(
     app.state.ctx = ctx
     install_error_handlers(app)
     app.add_middleware(GZipMiddleware, minimum_size=512)
-    app.add_middleware(RequestBodyMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(
+        RequestBodyMiddleware,
+        max_bytes=settings.max_body_bytes,
+        read_timeout=settings.body_read_timeout_seconds,
+    )
     app.add_middleware(ObservabilityMiddleware, access_log=settings.access_log)
 
     @app.get("/healthz", include_in_schema=False)
@@ -154,14 +190,10 @@ def create_app(
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
     # The data plane first: routes are matched in order, and it is the hot path.
-    for router in (
-        profiles_router,
-        stores_router,
-        identity_router,
-        traits_router,
-        operations_router,
-    ):
+    routers = (profiles_router, stores_router, identity_router, traits_router, operations_router)
+    for router in routers:
         app.include_router(router)
+    app.state.route_methods = _route_methods(routers)
     return app
 
 

@@ -37,7 +37,8 @@ def _settings(data_dir: Path | None = None, **overrides: Any) -> Settings:
         values["data_dir"] = data_dir
     settings = Settings(**values)
     if settings.is_sqlite:
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        # Private to this user: it holds every store's data and the credentials.
+        settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     return settings
 
 

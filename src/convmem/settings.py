@@ -75,6 +75,11 @@ class Settings(BaseSettings):
         ge=1024,
         description="Largest request body accepted, measured after gzip/deflate decompression.",
     )
+    body_read_timeout_seconds: float = Field(
+        10.0,
+        gt=0,
+        description="Time a client has to send a whole request body (408 beyond).",
+    )
     rate_limit_per_second: float = Field(
         0.0,
         ge=0,

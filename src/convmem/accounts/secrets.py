@@ -12,8 +12,8 @@ import hmac
 import re
 import secrets
 
-ACCOUNT_SID = re.compile(r"^AC[0-9a-f]{32}$")
-API_KEY_SID = re.compile(r"^SK[0-9a-f]{32}$")
+ACCOUNT_SID = re.compile(r"^AC[0-9a-f]{32}\Z")
+API_KEY_SID = re.compile(r"^SK[0-9a-f]{32}\Z")
 
 
 def new_account_sid() -> str:

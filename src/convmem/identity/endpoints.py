@@ -5,10 +5,12 @@ from fastapi import APIRouter, Request
 from convmem.identity import service
 from convmem.identity.schemas import IdentityResolutionSettingsIn, settings_json
 from convmem.kit.http import JSONResponse, SessionDep, accepted, expected_version, make_etag
+from convmem.kit.inputs import BoundedRoute
 from convmem.stores.endpoints import IfMatch, StoreDep
 
 router = APIRouter(
     prefix="/v1/ControlPlane/Stores/{storeId}/IdentityResolutionSettings",
+    route_class=BoundedRoute,
     tags=["IdentityResolutionSettings"],
 )
 

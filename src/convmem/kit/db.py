@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import json
+import os
 import sqlite3
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar, cast
@@ -78,6 +80,31 @@ def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
+def _int_or_float(digits: str) -> int | float:
+    # PostgreSQL prints jsonb numbers without exponents: 1e300 comes back as 301
+    # digits. Integers beyond 64 bits can only have been sent as such floats.
+    value = int(digits)
+    return value if -(2**63) <= value < 2**63 else float(value)
+
+
+def load_json(text: str) -> Any:
+    """How JSON columns are read back on PostgreSQL."""
+    return json.loads(text, parse_int=_int_or_float)
+
+
+def _private_sqlite_file(engine: Engine) -> None:
+    """Create the database file (and its directory) readable by this user only;
+    SQLite gives its -wal and -shm files the same mode."""
+    path = engine.url.database
+    if not path or path == ":memory:" or path.startswith("file:"):
+        return
+    directory = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(directory):
+        os.makedirs(directory, mode=0o700, exist_ok=True)
+    if not os.path.exists(path):
+        os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
+
+
 def make_engine(url: str, *, pool_size: int = 10) -> Engine:
     if url.startswith("sqlite"):
         # Enough pooled connections that no request opens one: a new SQLite
@@ -89,13 +116,20 @@ def make_engine(url: str, *, pool_size: int = 10) -> Engine:
             max_overflow=16,
         )
         _configure_sqlite(engine)
+        _private_sqlite_file(engine)
         return engine
     if pool_size <= 0:
-        return create_engine(url, poolclass=NullPool)
+        return create_engine(url, poolclass=NullPool, json_deserializer=load_json)
     # This engine serves the control plane and background jobs; pre-ping keeps
     # them working across a database restart. (The data plane's async pool
     # skips it: a broken connection fails one statement and is replaced.)
-    return create_engine(url, pool_size=pool_size, max_overflow=pool_size * 2, pool_pre_ping=True)
+    return create_engine(
+        url,
+        pool_size=pool_size,
+        max_overflow=pool_size * 2,
+        pool_pre_ping=True,
+        json_deserializer=load_json,
+    )
 
 
 def _configure_sqlite(engine: Engine) -> None:
@@ -164,6 +198,7 @@ class Database:
                 # run_async always ends its transaction (commit or rollback), so
                 # the pool's extra ROLLBACK on check-in would be a wasted round trip.
                 pool_reset_on_return=None,
+                json_deserializer=load_json,
             )
             self._async_sessions = async_sessionmaker(
                 self.async_engine, expire_on_commit=False, autoflush=False

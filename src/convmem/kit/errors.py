@@ -24,6 +24,7 @@
     │   ├── ProtectedResource         409  520050
     │   ├── TraitGroupExists          409  520055
     │   └── TraitGroupInUse           409  20409
+    ├── RequestTimeout                408  408
     ├── PreconditionFailed            412  520043
     ├── PayloadTooLarge               413  20413
     ├── UnsupportedMediaType          415  20415
@@ -183,6 +184,12 @@ class TraitGroupExists(Conflict):
 
 class TraitGroupInUse(Conflict):
     default_message = "Trait group is referenced by a data mapping"
+
+
+class RequestTimeout(ConvmemError):
+    status = 408
+    code = 408
+    default_message = "Request body not received in time"
 
 
 class PreconditionFailed(ConvmemError):

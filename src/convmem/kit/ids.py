@@ -25,7 +25,9 @@ OPERATION: Final = "mem_operation"
 # Internal sort keys of rows that have no public id (trait groups, traits).
 ROW: Final = "row"
 
-_SUFFIX = "[0-7][0-9abcdefghjkmnpqrstvwxyz]{25}"
+# The spec's pattern: it admits i, l, o and u, which no id we make contains, so
+# such an id is well-formed but unknown (404), not malformed.
+_SUFFIX = "[0-7][0-9a-z]{25}"
 
 
 def new_id(prefix: str) -> str:
@@ -35,7 +37,7 @@ def new_id(prefix: str) -> str:
 
 
 def matcher(*prefixes: str) -> re.Pattern[str]:
-    return re.compile(rf"^(?:{'|'.join(map(re.escape, prefixes))})_{_SUFFIX}$")
+    return re.compile(rf"^(?:{'|'.join(map(re.escape, prefixes))})_{_SUFFIX}\Z")
 
 
 STORE_ID = matcher(STORE, SERVICE)

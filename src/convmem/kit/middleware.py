@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 import zlib
@@ -16,6 +17,7 @@ from convmem.kit.errors import (
     BadRequest,
     ConvmemError,
     PayloadTooLarge,
+    RequestTimeout,
     UnsupportedMediaType,
 )
 
@@ -43,10 +45,16 @@ class RequestBodyMiddleware:
     """Decompresses gzip/deflate request bodies, bounding the decompressed size."""
 
     def __init__(
-        self, app: ASGIApp, *, max_bytes: int, skip_prefixes: tuple[str, ...] = ()
+        self,
+        app: ASGIApp,
+        *,
+        max_bytes: int,
+        read_timeout: float = 10.0,
+        skip_prefixes: tuple[str, ...] = (),
     ) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.read_timeout = read_timeout
         self.skip_prefixes = skip_prefixes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -60,7 +68,7 @@ class RequestBodyMiddleware:
             if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
                 await _send_error(send, self._too_large())
                 return
-            await self.app(scope, self._limited(receive), send)
+            await self.app(scope, self._limited(self._timed(receive)), send)
             return
         if encoding not in ("gzip", "deflate"):
             await _send_error(
@@ -71,9 +79,12 @@ class RequestBodyMiddleware:
             )
             return
         try:
-            body = await self._decompress(receive, encoding)
+            body = await self._decompress(self._timed(receive), encoding)
         except ConvmemError as error:
             await _send_error(send, error)
+            return
+        except HTTPException as exc:  # the body-read timeout
+            await _send_error(send, RequestTimeout(str(exc.detail)))
             return
         new_headers = [
             (k, v) for k, v in scope["headers"] if k not in (b"content-encoding", b"content-length")
@@ -93,6 +104,32 @@ class RequestBodyMiddleware:
 
     def _too_large(self) -> PayloadTooLarge:
         return PayloadTooLarge(f"Request body exceeds {self.max_bytes} bytes")
+
+    def _timed(self, receive: Receive) -> Receive:
+        """The whole body must arrive within `read_timeout` seconds: a client that
+        declares more than it sends cannot hold a connection and its task."""
+        deadline: float | None = None
+        done = False
+
+        async def wrapped() -> Message:
+            nonlocal deadline, done
+            if done:  # after the body, receive() waits for a disconnect: no limit
+                return await receive()
+            loop = asyncio.get_running_loop()
+            if deadline is None:
+                deadline = loop.time() + self.read_timeout
+            try:
+                async with asyncio.timeout_at(deadline):
+                    message = await receive()
+            except TimeoutError:
+                raise HTTPException(
+                    408, f"Request body not received within {self.read_timeout:g} seconds"
+                ) from None
+            if message["type"] != "http.request" or not message.get("more_body", False):
+                done = True
+            return message
+
+        return wrapped
 
     def _limited(self, receive: Receive) -> Receive:
         seen = 0

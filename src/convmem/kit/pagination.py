@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Annotated, Any, Generic, Literal, TypeVar
@@ -22,6 +23,8 @@ from sqlalchemy.orm import InstrumentedAttribute, Session
 from convmem.kit.errors import ValidationFailed
 
 Order = Literal["ASC", "DESC"]
+# Keys are ids, sort keys or "<group>.<trait>": a token holding anything else is forged.
+_KEY = re.compile(r"[A-Za-z0-9_.\-]{1,200}")
 T = TypeVar("T")
 R = TypeVar("R")
 
@@ -65,6 +68,7 @@ def decode_token(token: str) -> tuple[Order, str, bool, str]:
     if (
         order not in ("ASC", "DESC")
         or not isinstance(key, str)
+        or not _KEY.fullmatch(key)
         or not isinstance(backwards, bool)
         or not isinstance(scope, str)
     ):

@@ -4,10 +4,13 @@ from fastapi import APIRouter, Request
 
 from convmem.kit.auth import AccountSid
 from convmem.kit.http import JSONResponse, SessionDep, base_url
+from convmem.kit.inputs import BoundedRoute
 from convmem.operations import service, status
 from convmem.operations.schemas import operation_status
 
-router = APIRouter(prefix="/v1/ControlPlane/Operations", tags=["Operations"])
+router = APIRouter(
+    prefix="/v1/ControlPlane/Operations", route_class=BoundedRoute, tags=["Operations"]
+)
 
 
 @router.get("/{operationId}")

@@ -6,8 +6,10 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Query
+from starlette.convertors import StringConvertor, register_url_convertor
 
 from convmem.kit.http import JSONResponse
+from convmem.kit.inputs import BoundedRoute
 from convmem.kit.pagination import DataPlanePage
 from convmem.profiles import identifiers, service
 from convmem.profiles.schemas import (
@@ -20,7 +22,18 @@ from convmem.profiles.schemas import (
 )
 from convmem.stores.endpoints import StoreWorkDep
 
-router = APIRouter(prefix="/v1/Stores/{storeId}/Profiles", tags=["Profile"])
+
+class ProfileIdConvertor(StringConvertor):
+    """A path segment other than the literal routes beside `{profileId}`, so that
+    `PATCH .../Profiles/Lookup` is a 405 of Lookup, not a malformed profile id."""
+
+    regex = "(?!(?:Lookup|Bulk)(?:/|$))[^/]+"
+
+
+register_url_convertor("profile_id", ProfileIdConvertor())
+router = APIRouter(
+    prefix="/v1/Stores/{storeId}/Profiles", route_class=BoundedRoute, tags=["Profile"]
+)
 TraitGroupsParam = Annotated[str | None, Query(alias="traitGroups", min_length=1, max_length=256)]
 
 
@@ -55,7 +68,7 @@ async def lookup(body: IdentifierIn, run: StoreWorkDep) -> JSONResponse:
     return JSONResponse({"normalizedValue": normalized, "profiles": profiles})
 
 
-@router.get("/{profileId}")
+@router.get("/{profileId:profile_id}")
 async def fetch_profile(
     profileId: str, run: StoreWorkDep, trait_groups: TraitGroupsParam = None
 ) -> JSONResponse:
@@ -66,19 +79,19 @@ async def fetch_profile(
     return JSONResponse(profile_json(profile, traits))
 
 
-@router.patch("/{profileId}")
+@router.patch("/{profileId:profile_id}")
 async def patch_profile(profileId: str, body: ProfileData, run: StoreWorkDep) -> JSONResponse:
     await run(lambda s, store: service.patch(s, store=store, profile_id=profileId, data=body))
     return accepted("Trait modifications accepted for processing.")
 
 
-@router.delete("/{profileId}")
+@router.delete("/{profileId:profile_id}")
 async def delete_profile(profileId: str, run: StoreWorkDep) -> JSONResponse:
     await run(lambda s, store: service.delete(s, store=store, profile_id=profileId))
     return accepted("Profile accepted for deletion.")
 
 
-@router.get("/{profileId}/Traits", tags=["Traits"])
+@router.get("/{profileId:profile_id}/Traits", tags=["Traits"])
 async def list_traits(
     profileId: str, run: StoreWorkDep, page: DataPlanePage, trait_groups: TraitGroupsParam = None
 ) -> JSONResponse:
@@ -93,19 +106,19 @@ async def list_traits(
     )
 
 
-@router.get("/{profileId}/Identifiers", tags=["Identifiers"])
+@router.get("/{profileId:profile_id}/Identifiers", tags=["Identifiers"])
 async def list_identifiers(profileId: str, run: StoreWorkDep) -> JSONResponse:
     sets = await run(lambda s, store: identifiers.list_all(s, store=store, profile_id=profileId))
     return JSONResponse({"identifiers": sets})
 
 
-@router.post("/{profileId}/Identifiers", tags=["Identifiers"])
+@router.post("/{profileId:profile_id}/Identifiers", tags=["Identifiers"])
 async def add_identifier(profileId: str, body: IdentifierIn, run: StoreWorkDep) -> JSONResponse:
     await run(lambda s, store: identifiers.add(s, store=store, profile_id=profileId, data=body))
     return accepted("Identifier accepted for processing.")
 
 
-@router.get("/{profileId}/Identifiers/{idType}", tags=["Identifiers"])
+@router.get("/{profileId:profile_id}/Identifiers/{idType}", tags=["Identifiers"])
 async def fetch_identifier(profileId: str, idType: str, run: StoreWorkDep) -> JSONResponse:
     return JSONResponse(
         await run(
@@ -114,7 +127,7 @@ async def fetch_identifier(profileId: str, idType: str, run: StoreWorkDep) -> JS
     )
 
 
-@router.patch("/{profileId}/Identifiers/{idType}", tags=["Identifiers"])
+@router.patch("/{profileId:profile_id}/Identifiers/{idType}", tags=["Identifiers"])
 async def patch_identifier(
     profileId: str, idType: str, body: IdentifierUpdate, run: StoreWorkDep
 ) -> JSONResponse:
@@ -126,7 +139,7 @@ async def patch_identifier(
     return accepted("Identifier update accepted.")
 
 
-@router.delete("/{profileId}/Identifiers/{idType}", tags=["Identifiers"])
+@router.delete("/{profileId:profile_id}/Identifiers/{idType}", tags=["Identifiers"])
 async def delete_identifier(
     profileId: str,
     idType: str,

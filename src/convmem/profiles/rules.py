@@ -3,16 +3,20 @@ identifiers (plain functions, no database)."""
 
 from __future__ import annotations
 
-import math
-import re
 from dataclasses import dataclass, field
-from functools import lru_cache
 from typing import Any
 
 from convmem.identity.normalize import normalize_field
 from convmem.identity.resolution import IdConfig, Key
 from convmem.kit.errors import ValidationFailed
-from convmem.traits.rules import TraitSpec
+from convmem.kit.inputs import number_problem
+from convmem.traits.rules import (
+    MAX_ARRAY_ITEMS,
+    MAX_STRING_LENGTH,
+    TraitSpec,
+    UnsafePattern,
+    compile_pattern,
+)
 
 MAX_GROUPS_PER_WRITE = 50
 MAX_TRAITS_PER_GROUP_WRITE = 99
@@ -51,9 +55,15 @@ class Record:
     anchor: str | None = None
 
 
-@lru_cache(maxsize=1024)
-def _pattern(pattern: str) -> re.Pattern[str]:
-    return re.compile(pattern)
+def _check_scalar(field: str, value: Any) -> None:
+    """Bounds every value of its kind has, whatever its trait's rule says."""
+    if isinstance(value, str):
+        if len(value) > MAX_STRING_LENGTH:
+            raise ValidationFailed(f"{field}: longer than {MAX_STRING_LENGTH} characters")
+    elif isinstance(value, int | float) and not isinstance(value, bool):
+        problem = number_problem(value)
+        if problem is not None:
+            raise ValidationFailed(f"{field}: {problem}")
 
 
 def check_value(field: str, spec: TraitSpec, value: Any) -> None:
@@ -61,7 +71,7 @@ def check_value(field: str, spec: TraitSpec, value: Any) -> None:
     if data_type == "STRING":
         ok = isinstance(value, str)
     elif data_type == "NUMBER":
-        ok = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+        ok = isinstance(value, int | float) and not isinstance(value, bool)
     elif data_type == "BOOLEAN":
         ok = isinstance(value, bool)
     else:
@@ -73,6 +83,13 @@ def check_value(field: str, spec: TraitSpec, value: Any) -> None:
             data_type, f"a {data_type.lower()}"
         )
         raise ValidationFailed(f"{field}: must be {expected}, got {_describe(value)}")
+    if isinstance(value, list):
+        if len(value) > MAX_ARRAY_ITEMS:
+            raise ValidationFailed(f"{field}: more than {MAX_ARRAY_ITEMS} items")
+        for n, item in enumerate(value):
+            _check_scalar(f"{field}[{n}]", item)
+    else:
+        _check_scalar(field, value)
     rule = spec.validation_rule
     if not rule:
         return
@@ -81,8 +98,17 @@ def check_value(field: str, spec: TraitSpec, value: Any) -> None:
             raise ValidationFailed(f"{field}: shorter than minLength {rule['minLength']}")
         if "maxLength" in rule and len(value) > rule["maxLength"]:
             raise ValidationFailed(f"{field}: longer than maxLength {rule['maxLength']}")
-        if "pattern" in rule and not _pattern(rule["pattern"]).search(value):
-            raise ValidationFailed(f"{field}: does not match pattern {rule['pattern']}")
+        if "pattern" in rule:
+            try:
+                matched = compile_pattern(rule["pattern"]).search(value) is not None
+            except UnsafePattern:
+                # Only a definition stored before patterns were checked with RE2.
+                raise ValidationFailed(
+                    f"{field}: the trait's pattern cannot be evaluated safely; "
+                    "redefine the trait with an RE2 pattern"
+                ) from None
+            if not matched:
+                raise ValidationFailed(f"{field}: does not match pattern {rule['pattern']}")
     elif data_type == "NUMBER":
         if "min" in rule and value < rule["min"]:
             raise ValidationFailed(f"{field}: less than min {rule['min']}")

@@ -72,6 +72,10 @@ def bulk(session: Session, *, store: StoreRef, items: list[ProfileData]) -> list
 
 
 def patch(session: Session, *, store: StoreRef, profile_id: str, data: ProfileData) -> str:
+    if not data.traits:
+        raise ValidationFailed(
+            "traits: required, with at least one trait to change (null removes a trait)"
+        )
     get_canonical(session, store=store, profile_id=profile_id)
     schema = store_schema.load(session, store)
     writes = check_traits("traits", data.traits or {}, schema, allow_null=True)

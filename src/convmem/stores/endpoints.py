@@ -16,12 +16,13 @@ from convmem.kit.http import (
     make_etag,
     transaction_for,
 )
+from convmem.kit.inputs import BoundedRoute
 from convmem.kit.pagination import ControlPlanePage
 from convmem.stores import service
 from convmem.stores.models import Store, StoreRef
 from convmem.stores.schemas import StoreCreate, StorePatch, store_json
 
-router = APIRouter(prefix="/v1/ControlPlane/Stores", tags=["Store"])
+router = APIRouter(prefix="/v1/ControlPlane/Stores", route_class=BoundedRoute, tags=["Store"])
 T = TypeVar("T")
 
 

@@ -5,13 +5,18 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request
 
 from convmem.kit.http import JSONResponse, SessionDep, accepted, expected_version, make_etag
+from convmem.kit.inputs import BoundedRoute
 from convmem.kit.pagination import ControlPlanePage
 from convmem.stores.endpoints import IfMatch, StoreDep
 from convmem.traits import service
 from convmem.traits.repository import spec_of
 from convmem.traits.schemas import TraitGroupCreate, TraitGroupPatch, group_json
 
-router = APIRouter(prefix="/v1/ControlPlane/Stores/{storeId}/TraitGroups", tags=["TraitGroup"])
+router = APIRouter(
+    prefix="/v1/ControlPlane/Stores/{storeId}/TraitGroups",
+    route_class=BoundedRoute,
+    tags=["TraitGroup"],
+)
 
 
 def _etag_id(store_id: str, name: str) -> str:

@@ -4,14 +4,41 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
+
+import re2
 
 from convmem.kit.errors import ProtectedResource, TraitLimitExceeded, ValidationFailed
 
 MAX_TRAITS_PER_GROUP = 95
 MAX_GROUPS_PER_STORE = 50
-TRAIT_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+TRAIT_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}\Z")
 DATA_TYPES = ("STRING", "NUMBER", "BOOLEAN", "ARRAY")
+# Values, as the cloud service bounds them (an ARRAY's strings too).
+MAX_STRING_LENGTH = 1024
+MAX_ARRAY_ITEMS = 100
+# RE2 runs in time linear in the input; this caps the memory a pattern's
+# automaton may take, so a pathological pattern is refused at definition.
+_RE2_MAX_MEM = 8 << 20
+
+
+class UnsafePattern(ValueError):
+    """A pattern RE2 cannot run (backreferences, lookaround, too large)."""
+
+
+@lru_cache(maxsize=1024)
+def compile_pattern(pattern: str) -> Any:
+    """The pattern compiled by RE2, which never backtracks (no ReDoS)."""
+    options = re2.Options()
+    options.log_errors = False
+    options.max_mem = _RE2_MAX_MEM
+    try:
+        return re2.compile(pattern, options=options)
+    except re2.error as exc:
+        reason = exc.args[0].decode(errors="replace") if exc.args else "invalid"
+        raise UnsafePattern(reason) from None
+
 
 # Which validationRule fields apply to which ruleType.
 RULE_FIELDS: dict[str, frozenset[str]] = {
@@ -80,10 +107,12 @@ def check_rule(field: str, data_type: str, rule: dict[str, Any]) -> None:
         )
     if "pattern" in rule:
         try:
-            re.compile(rule["pattern"])
-        except re.error as exc:
+            compile_pattern(rule["pattern"])
+        except UnsafePattern as exc:
             raise ValidationFailed(
-                f"{field}.pattern: not a valid regular expression ({exc})"
+                f"{field}.pattern: not a regular expression convmem can run in linear time "
+                f"({exc}); RE2 syntax is supported: no backreferences or lookaround, "
+                "repetition counts up to 1000"
             ) from None
     for low, high in (("minLength", "maxLength"), ("min", "max"), ("minItems", "maxItems")):
         if low in rule and high in rule and rule[low] > rule[high]:
