@@ -59,7 +59,7 @@ def _route_methods(routers: Sequence[APIRouter]) -> list[tuple[Any, set[str]]]:
     for router in routers:
         for route in router.routes:
             if isinstance(route, APIRoute):
-                table.append((compile_path(route.path)[0], set(route.methods)))
+                table.append((compile_path(route.path)[0], set(route.methods or ())))
     return table
 
 
