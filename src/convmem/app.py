@@ -12,7 +12,7 @@ from fastapi import APIRouter, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException
 from starlette.middleware.gzip import GZipMiddleware
 from starlette.responses import Response
@@ -20,8 +20,8 @@ from starlette.routing import compile_path
 
 from convmem.identity.endpoints import router as identity_router
 from convmem.kit.context import AppContext
-from convmem.kit.db import Database
-from convmem.kit.errors import ConvmemError, ProfileMoved, error_body
+from convmem.kit.db import Database, is_retryable, is_unique_violation
+from convmem.kit.errors import ConvmemError, ProfileMoved, WriteConflict, error_body
 from convmem.kit.http import JSONResponse, base_url
 from convmem.kit.middleware import ObservabilityMiddleware, RequestBodyMiddleware
 from convmem.operations.endpoints import router as operations_router
@@ -126,11 +126,16 @@ def install_error_handlers(app: FastAPI) -> None:
             headers={"Location": location, "Canonical-Profile-Id": exc.canonical_id},
         )
 
-    @app.exception_handler(IntegrityError)
-    async def integrity(_: Request, exc: IntegrityError) -> JSONResponse:
-        # Only a concurrent write that slipped past our locks gets here.
-        log.warning("integrity conflict", extra={"error": str(exc.orig)[:200]})
-        return _error_response(409, 20409, "Conflicting concurrent write; retry the request")
+    @app.exception_handler(DBAPIError)
+    async def database_error(request: Request, exc: DBAPIError) -> JSONResponse:
+        # A duplicate key is a concurrent write that slipped past our locks, and a
+        # deadlock the database broke is worth retrying: both are the client's
+        # 409. Any other database error is a bug, answered as one.
+        if is_unique_violation(exc) or is_retryable(exc):
+            log.warning("write conflict", extra={"error": str(exc.orig)[:200]})
+            conflict = WriteConflict()
+            return _error_response(conflict.status, conflict.code, conflict.message)
+        return await unexpected(request, exc)
 
     @app.exception_handler(Exception)
     async def unexpected(_: Request, exc: Exception) -> JSONResponse:

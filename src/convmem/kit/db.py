@@ -18,6 +18,7 @@ from typing import Any, TypeVar, cast
 from sqlalchemy import JSON, DateTime, MetaData, create_engine, event, text, update
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Connection, CursorResult, Dialect, Engine
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -49,6 +50,35 @@ BUSY_TIMEOUT_MS = 30000
 
 class WriterBusy(Exception):
     """Another connection holds SQLite's write lock (raised only with NOWAIT)."""
+
+
+class RetryTransaction(Exception):
+    """What the transaction read changed under it: roll back and run it again."""
+
+
+# PostgreSQL's deadlock_detected and serialization_failure: the transaction was
+# rolled back and running it again is the documented remedy.
+RETRYABLE_SQLSTATES = frozenset({"40P01", "40001"})
+MAX_TRANSACTION_ATTEMPTS = 6
+
+
+def is_retryable(exc: BaseException) -> bool:
+    if isinstance(exc, RetryTransaction):
+        return True
+    return isinstance(exc, DBAPIError) and sqlstate(exc) in RETRYABLE_SQLSTATES
+
+
+def sqlstate(exc: DBAPIError) -> str | None:
+    code = getattr(exc.orig, "sqlstate", None)
+    return code if isinstance(code, str) else None
+
+
+def is_unique_violation(exc: DBAPIError) -> bool:
+    """A duplicate key: the one integrity error a racing client can cause."""
+    if sqlstate(exc) == "23505":
+        return True
+    message = str(exc.orig)
+    return message.startswith("UNIQUE constraint failed") or "PRIMARY KEY" in message
 
 
 class UTCDateTime(TypeDecorator[dt.datetime]):

@@ -23,6 +23,7 @@
     │   ├── StoreNameTaken            409  520045
     │   ├── ProtectedResource         409  520050
     │   ├── TraitGroupExists          409  520055
+    │   ├── WriteConflict             409  20409
     │   └── TraitGroupInUse           409  20409
     ├── RequestTimeout                408  408
     ├── PreconditionFailed            412  520043
@@ -180,6 +181,10 @@ class ProtectedResource(Conflict):
 class TraitGroupExists(Conflict):
     code = 520055
     default_message = "Trait group already exists"
+
+
+class WriteConflict(Conflict):
+    default_message = "The request conflicted with concurrent writes to the same profiles; retry it"
 
 
 class TraitGroupInUse(Conflict):

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import hashlib
+import random
 from collections.abc import AsyncIterator, Callable
 from typing import Annotated, Any, TypeVar
 
@@ -15,8 +17,8 @@ from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from convmem.kit.context import get_context
-from convmem.kit.db import WriterBusy
-from convmem.kit.errors import PreconditionFailed
+from convmem.kit.db import MAX_TRANSACTION_ATTEMPTS, WriterBusy, is_retryable
+from convmem.kit.errors import PreconditionFailed, WriteConflict
 
 _READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 T = TypeVar("T")
@@ -153,7 +155,24 @@ class Transaction:
         self, work: Callable[[Session], T], *, read_only: bool = False, heavy: bool = False
     ) -> T:
         """`heavy` work (bulk writes) never runs on the event loop, so other
-        requests keep being answered meanwhile."""
+        requests keep being answered meanwhile.
+
+        A transaction that deadlocked, failed to serialize or saw its profiles
+        change under it is rolled back and run again from the start (so it takes
+        its locks afresh, in order); after a few attempts the client gets 409."""
+        for attempt in range(1, MAX_TRANSACTION_ATTEMPTS + 1):
+            try:
+                return await self._run_once(work, read_only=read_only, heavy=heavy)
+            except Exception as exc:
+                if not is_retryable(exc):
+                    raise
+                if attempt == MAX_TRANSACTION_ATTEMPTS:
+                    raise WriteConflict() from exc
+            # Jittered backoff, so the writers that collided do not collide again.
+            await asyncio.sleep(random.uniform(0, 0.002 * 2**attempt))
+        raise AssertionError("unreachable")
+
+    async def _run_once(self, work: Callable[[Session], T], *, read_only: bool, heavy: bool) -> T:
         if not self.ctx.db.is_sqlite:
             return await self.ctx.db.run_async(work)
         write = self.write and not read_only

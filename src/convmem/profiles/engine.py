@@ -16,13 +16,12 @@ from convmem.identity import resolution
 from convmem.identity.normalize import blocking_keys
 from convmem.identity.resolution import Group, Key
 from convmem.kit import ids
-from convmem.kit.db import utcnow
+from convmem.kit.db import RetryTransaction, utcnow
 from convmem.kit.errors import Conflict, ProfileNotFound
 from convmem.profiles import repository as repo
 from convmem.profiles.rules import Record, StoreSchema
 
 FUZZY_CANDIDATES = 500
-_MAX_RETRIES = 5
 
 
 def find_holders(
@@ -50,31 +49,27 @@ def write(
     """Resolve and apply `records`; returns each record's canonical profile id."""
     now = utcnow()
     all_keys = {key for record in records for key in record.keys}
+    # Every lock of a write is taken in one global order: identifier keys
+    # (sorted), then profile rows with their aliases (sorted by id). A profile
+    # that changed between the look-up and its lock means the plan is stale;
+    # rather than lock more rows out of order, the whole transaction restarts.
     repo.lock_keys(session, store_id, all_keys)
-    for _ in range(_MAX_RETRIES):
-        holders = find_holders(session, store_id, schema, all_keys)
-        groups = resolution.plan(
-            [r.keys for r in records],
-            [r.anchor for r in records],
-            holders,
-            schema.configs,
-            schema.rules,
-        )
-        involved = sorted({p for g in groups for p in g.profiles})
-        state = repo.lock_profiles(session, store_id, involved)
-        missing = [p for p in involved if p not in state]
-        anchors = {r.anchor for r in records if r.anchor}
-        if missing and anchors & set(missing):
-            raise ProfileNotFound(f"Profile {sorted(anchors & set(missing))[0]} not found")
-        # A profile merged or deleted by a writer we waited for: resolve again,
-        # following a merged anchor to the profile it now lives in.
-        if not missing and all(state[p] is None for p in involved):
-            break
-        for record in records:
-            if record.anchor is not None and state.get(record.anchor):
-                record.anchor = state[record.anchor]
-    else:
-        raise Conflict("Profiles changed concurrently; retry the request")
+    holders = find_holders(session, store_id, schema, all_keys)
+    groups = resolution.plan(
+        [r.keys for r in records],
+        [r.anchor for r in records],
+        holders,
+        schema.configs,
+        schema.rules,
+    )
+    involved = sorted({p for g in groups for p in g.profiles})
+    state = repo.lock_profiles(session, store_id, involved)
+    anchors = {r.anchor for r in records if r.anchor}
+    gone = sorted(anchors - set(state))
+    if gone:
+        raise ProfileNotFound(f"Profile {gone[0]} not found")
+    if len(state) != len(involved) or any(state[p] is not None for p in involved):
+        raise RetryTransaction("profiles merged or deleted by a concurrent write")
     _check_unique_outside_rules(holders, groups, records, schema)
 
     result: list[str] = [""] * len(records)

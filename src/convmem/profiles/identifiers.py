@@ -63,7 +63,9 @@ def replace(
     normalization = schema.configs[id_type].normalization
     old = normalize_field("oldValue", data.oldValue, normalization)
     new = normalize_field("newValue", data.newValue, normalization)
-    repo.lock_keys(session, store.id, [(id_type, old)])
+    # Both values at once, in the global key order: two swaps in opposite
+    # directions must not each hold one value while waiting for the other.
+    repo.lock_keys(session, store.id, [(id_type, old), (id_type, new)])
     if not repo.delete_identifiers(session, store.id, profile_id, id_type, [old]):
         raise IdentifierValueNotFound(f"Profile {profile_id} has no {id_type} '{old}'")
     record = Record(keys=[(id_type, new)], anchor=profile_id)

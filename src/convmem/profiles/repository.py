@@ -73,22 +73,33 @@ _GET = select(Profile.id, Profile.merged_into, Profile.created_at).where(
 
 
 def lock_profiles(session: Session, store_id: str, ids: Sequence[str]) -> dict[str, str | None]:
-    """Row-lock profiles (sorted) and return each one's current merged_into."""
+    """Row-lock profiles and their aliases, in id order, and return each
+    requested profile's current merged_into (absent when it does not exist).
+
+    Aliases are locked too because a merge re-points them: taking them here,
+    in the same order as every other writer, keeps merges deadlock-free.
+    SQLite needs no row locks (one writer at a time)."""
     if not ids:
         return {}
-    postgres = _dialect(session) == "postgresql"
     unique = sorted(set(ids))
-    if len(unique) == 1 and not postgres:
-        params = {"store_id": store_id, "profile_id": unique[0]}
-        return {row.id: row.merged_into for row in core(session).execute(_GET, params)}
-    query = (
-        select(Profile.id, Profile.merged_into)
-        .where(Profile.store_id == store_id, Profile.id.in_(unique))
-        .order_by(Profile.id)
-    )
-    if postgres:
-        query = query.with_for_update()
-    return {pid: merged for pid, merged in core(session).execute(query)}
+    if _dialect(session) != "postgresql":
+        if len(unique) == 1:
+            params = {"store_id": store_id, "profile_id": unique[0]}
+            return {row.id: row.merged_into for row in core(session).execute(_GET, params)}
+        query = select(Profile.id, Profile.merged_into).where(
+            Profile.store_id == store_id, Profile.id.in_(unique)
+        )
+        return {pid: merged for pid, merged in core(session).execute(query)}
+    rows = core(session).execute(_LOCK_WITH_ALIASES, {"store_id": store_id, "ids": unique})
+    wanted = set(unique)
+    return {pid: merged for pid, merged in rows if pid in wanted}
+
+
+_LOCK_WITH_ALIASES = text(
+    "SELECT id, merged_into FROM profiles "
+    "WHERE store_id = :store_id AND (id = ANY(:ids) OR merged_into = ANY(:ids)) "
+    "ORDER BY id FOR UPDATE"
+)
 
 
 def get(session: Session, store_id: str, profile_id: str) -> Any:
