@@ -11,7 +11,11 @@ from convmem.kit.db import Base, JSONType, UTCDateTime
 
 class Profile(Base):
     __tablename__ = "profiles"
-    __table_args__ = (Index("ix_profiles_store_id_merged_into", "store_id", "merged_into"),)
+    __table_args__ = (
+        # Canonical profiles (merged_into IS NULL) in id order, for listing, and
+        # the aliases of a profile (merged_into = id), for merges and deletes.
+        Index("ix_profiles_store_id_merged_into_id", "store_id", "merged_into", "id"),
+    )
 
     store_id: Mapped[str] = mapped_column(String(64), primary_key=True)
     id: Mapped[str] = mapped_column(String(64), primary_key=True)

@@ -17,7 +17,6 @@ from sqlalchemy import (
     or_,
     select,
     text,
-    tuple_,
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
@@ -122,19 +121,28 @@ def holders_exact(session: Session, store_id: str, keys: Iterable[Key]) -> dict[
         params = {"store_id": store_id, "id_type": id_type, "value": value}
         holders = set(core(session).execute(_HOLDERS_ONE, params).scalars())
         return {keys[0]: holders} if holders else {}
-    for start in range(0, len(keys), 500):
-        chunk = keys[start : start + 500]
-        rows = core(session).execute(
-            select(
-                ProfileIdentifier.id_type, ProfileIdentifier.value, ProfileIdentifier.profile_id
-            ).where(
-                ProfileIdentifier.store_id == store_id,
-                tuple_(ProfileIdentifier.id_type, ProfileIdentifier.value).in_(chunk),
+    # One query per idType with `value IN (...)`: an index search on
+    # (store_id, id_type, value) for each value. (A row-value IN over
+    # (id_type, value) pairs makes SQLite read the store's whole index.)
+    by_type: dict[str, list[str]] = {}
+    for id_type, value in keys:
+        by_type.setdefault(id_type, []).append(value)
+    for id_type, values in sorted(by_type.items()):
+        for start in range(0, len(values), 500):
+            rows = core(session).execute(
+                _HOLDERS_MANY,
+                {"store_id": store_id, "id_type": id_type, "values": values[start : start + 500]},
             )
-        )
-        for id_type, value, profile_id in rows:
-            found.setdefault((id_type, value), set()).add(profile_id)
+            for value, profile_id in rows:
+                found.setdefault((id_type, value), set()).add(profile_id)
     return found
+
+
+_HOLDERS_MANY = select(ProfileIdentifier.value, ProfileIdentifier.profile_id).where(
+    ProfileIdentifier.store_id == bindparam("store_id"),
+    ProfileIdentifier.id_type == bindparam("id_type"),
+    ProfileIdentifier.value.in_(bindparam("values", expanding=True)),
+)
 
 
 def fuzzy_candidates(
@@ -368,12 +376,11 @@ def delete_profile(session: Session, store_id: str, profile_id: str) -> None:
             delete(table).where(table.c.store_id == store_id, table.c.profile_id == profile_id)
         )
     # Its aliases go too: a deleted profile is gone under every id it had.
+    # (Two statements: an OR of the two columns cannot use either index.)
     session.execute(
-        delete(Profile).where(
-            Profile.store_id == store_id,
-            or_(Profile.id == profile_id, Profile.merged_into == profile_id),
-        )
+        delete(Profile).where(Profile.store_id == store_id, Profile.merged_into == profile_id)
     )
+    session.execute(delete(Profile).where(Profile.store_id == store_id, Profile.id == profile_id))
 
 
 def set_identifier_flags(session: Session, store_id: str, id_type: str, **values: Any) -> None:
