@@ -7,6 +7,9 @@ import threading
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+from convmem.kit.db import Database
+from convmem.operations.worker import Worker
+from convmem.settings import Settings
 from tests.conftest import Api
 
 STORES = "/v1/ControlPlane/Stores"
@@ -87,3 +90,18 @@ def race(count: int, call: Callable[[int], T]) -> list[T]:
     for thread in threads:
         thread.join()
     return results
+
+
+def run_jobs(db: Database, limit: int = 200) -> None:
+    """Run every due background job to its end, in this thread."""
+    worker = Worker(db, Settings(job_batch_size=50))
+    for _ in range(limit):
+        if not worker.run_once():
+            return
+
+
+def finish(api: Api, db: Database, response: Any) -> dict[str, Any]:
+    """The operation of a 202, after running the background jobs it waits for."""
+    assert response.status_code == 202, response.text
+    run_jobs(db)
+    return operation_of(api, response)

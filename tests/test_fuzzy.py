@@ -1,7 +1,8 @@
 from __future__ import annotations
 
+from convmem.kit.db import Database
 from tests.conftest import Api
-from tests.factories import STORES, make_store, profiles_url
+from tests.factories import STORES, finish, make_store, profiles_url
 
 
 def make_fuzzy(api: Api, store_id: str, threshold: int) -> None:
@@ -79,7 +80,7 @@ def test_exact_id_types_stay_exact(api: Api) -> None:
     assert found["profiles"] == []
 
 
-def test_switching_an_id_type_to_fuzzy_covers_existing_values(api: Api) -> None:
+def test_switching_an_id_type_to_fuzzy_covers_existing_values(api: Api, db: Database) -> None:
     store_id = make_store(api)
     pid = api.post(
         profiles_url(store_id), json={"traits": {"Contact": {"email": "h@x.io"}}}
@@ -92,7 +93,11 @@ def test_switching_an_id_type_to_fuzzy_covers_existing_values(api: Api) -> None:
     for config in settings["identifierConfigs"]:
         if config["idType"] == "chat":
             config["matchingAlgo"] = "fuzzy"
-    api.put(f"{STORES}/{store_id}/IdentityResolutionSettings", json=settings)
+    response = api.put(f"{STORES}/{store_id}/IdentityResolutionSettings", json=settings)
+    # Stored identifiers follow in a background operation; once it is done,
+    # fuzzy matching covers them.
+    assert response.headers["Retry-After"] == "1"
+    assert finish(api, db, response)["status"] == "COMPLETED"
     found = api.post(
         profiles_url(store_id, "Lookup"), json={"idType": "chat", "value": "customer-handle-43"}
     ).json()

@@ -6,6 +6,7 @@ from convmem.identity import service
 from convmem.identity.schemas import IdentityResolutionSettingsIn, settings_json
 from convmem.kit.http import JSONResponse, SessionDep, accepted, expected_version, make_etag
 from convmem.kit.inputs import BoundedRoute
+from convmem.operations.status import TERMINAL
 from convmem.stores.endpoints import IfMatch, StoreDep
 
 router = APIRouter(
@@ -45,5 +46,5 @@ def update_settings(
         request,
         operation_id=op.id,
         message="Identity Resolution Settings accepted for processing.",
-        done=True,
+        done=op.status in TERMINAL,
     )

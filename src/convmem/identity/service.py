@@ -2,7 +2,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from convmem.identity import repository, rules
@@ -14,6 +13,10 @@ from convmem.operations import service as operations
 from convmem.operations.models import Operation
 from convmem.stores import repository as stores
 from convmem.stores.models import Store
+
+# Background job (registered by profiles, which owns the identifiers): stored
+# identifiers follow a new enforceUnique / matchingAlgo of their idType.
+REINDEX_KIND = "identityResolutionSettings.reindex"
 
 
 def settings_path(store_id: str) -> str:
@@ -69,8 +72,18 @@ def replace(
         updated_at=utcnow(),
     ):
         raise PreconditionFailed()
-    _reindex_identifiers(session, store.id, before, configs)
+    changed = _changed_id_types(session, store.id, before, configs)
     stores.bump_schema(session, store.id)
+    if changed:
+        # Writes follow the new settings at once; stored identifiers are brought
+        # in line in the background, in batches.
+        return operations.enqueue(
+            session,
+            account_sid=store.account_sid,
+            store_id=store.id,
+            kind=REINDEX_KIND,
+            payload={"idTypes": changed, "resultPath": settings_path(store.id)},
+        )
     return operations.record_completed(
         session,
         account_sid=store.account_sid,
@@ -81,28 +94,29 @@ def replace(
     )
 
 
-def _reindex_identifiers(
+def _changed_id_types(
     session: Session, store_id: str, before: dict[str, dict[str, Any]], after: list[dict[str, Any]]
-) -> None:
-    """Stored identifiers follow their idType's enforceUnique and matchingAlgo."""
+) -> list[str]:
+    """idTypes whose stored identifiers must follow a new enforceUnique or
+    matchingAlgo. An idType cannot become unique while profiles share a value."""
     from convmem.profiles import repository as profiles  # profiles depend on identity
 
+    changed = []
     for config in after:
         old = before.get(config["idType"])
         if old is None:
             continue
-        if old["matchingAlgo"] != config["matchingAlgo"]:
-            profiles.set_identifier_flags(
-                session, store_id, config["idType"], fuzzy=config["matchingAlgo"] == "fuzzy"
-            )
-        if old["enforceUnique"] != config["enforceUnique"]:
-            try:
-                with session.begin_nested():
-                    profiles.set_unique(
-                        session, store_id, config["idType"], config["enforceUnique"]
-                    )
-            except IntegrityError:
+        if config["enforceUnique"] and not old["enforceUnique"]:
+            shared = profiles.shared_value(session, store_id, config["idType"])
+            if shared is not None:
                 raise Conflict(
-                    f"identifierConfigs: profiles already share values of '{config['idType']}', "
-                    "so it cannot become unique; merge or fix those profiles first"
-                ) from None
+                    f"identifierConfigs: profiles already share the {config['idType']} "
+                    f"'{shared[:80]}', so it cannot become unique; merge or fix those "
+                    "profiles first"
+                )
+        if (old["matchingAlgo"], old["enforceUnique"]) != (
+            config["matchingAlgo"],
+            config["enforceUnique"],
+        ):
+            changed.append(config["idType"])
+    return changed

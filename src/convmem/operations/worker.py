@@ -26,6 +26,7 @@ MAX_BACKOFF_SECONDS = 300.0
 
 def _load_jobs() -> None:
     # Importing a domain's tasks module registers its jobs.
+    import convmem.profiles.tasks
     import convmem.stores.tasks  # noqa: F401
 
 

@@ -94,7 +94,7 @@ def write(
             merge(session, store_id, schema, group, now)
 
     created = {p["id"] for p in new_profiles}
-    upserts = _trait_changes(session, store_id, records, result, now)
+    upserts = _trait_changes(session, store_id, schema, records, result, now)
     identifiers, per_type = _identifier_rows(store_id, schema, records, result, now)
     # The inserts of the whole batch: one statement on PostgreSQL, three on SQLite.
     if repo.insert_rows(session, new_profiles, upserts, identifiers):
@@ -140,7 +140,8 @@ def merge(
     assert canonical is not None
     traits = repo.traits_of(session, store_id, group.profiles)
     best: dict[str, Any] = {}
-    for row in traits:
+    # Values of deleted traits are not carried over (they go with the merged profile).
+    for row in (r for r in traits if schema.is_live(r.trait_key, r.def_key)):
         current = best.get(row.trait_key)
         # Newest wins; on a tie the canonical profile keeps its value.
         if (
@@ -158,6 +159,7 @@ def merge(
             "name": row.name,
             "value": row.value,
             "updated_at": row.updated_at,
+            "def_key": row.def_key,
         }
         for row in best.values()
         if row.profile_id != canonical
@@ -185,7 +187,12 @@ def merge(
 
 
 def _trait_changes(
-    session: Session, store_id: str, records: Sequence[Record], targets: list[str], now: dt.datetime
+    session: Session,
+    store_id: str,
+    schema: StoreSchema,
+    records: Sequence[Record],
+    targets: list[str],
+    now: dt.datetime,
 ) -> list[dict[str, Any]]:
     """Deletes the traits set to null; returns the rows to upsert (later records
     win over earlier ones for the same profile and trait)."""
@@ -206,6 +213,7 @@ def _trait_changes(
                 "name": w.name,
                 "value": w.value,
                 "updated_at": now,
+                "def_key": schema.def_keys[w.key],
             }
     for profile_id, keys in deletes.items():
         repo.delete_traits(session, store_id, profile_id, keys)

@@ -36,6 +36,11 @@ class ProfileTrait(Base):
     name: Mapped[str] = mapped_column(String(64))
     value: Mapped[Any] = mapped_column(JSONType)
     updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    # The sort_key of the trait definition the value was written under. A value
+    # is live only while that very definition exists: a deleted trait's values
+    # vanish from reads at once (a background job removes them later), and a
+    # trait created again under the same name starts empty.
+    def_key: Mapped[str | None] = mapped_column(String(64))
 
 
 class ProfileIdentifier(Base):

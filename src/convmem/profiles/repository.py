@@ -11,12 +11,15 @@ import orjson
 from sqlalchemy import (
     Select,
     Table,
+    and_,
     bindparam,
     delete,
+    func,
     insert,
     or_,
     select,
     text,
+    tuple_,
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
@@ -25,6 +28,7 @@ from sqlalchemy.orm import Session
 
 from convmem.kit.db import Base, affected, core
 from convmem.profiles.models import Profile, ProfileIdentifier, ProfileMerge, ProfileTrait
+from convmem.traits.models import TraitDefinition
 
 Key = tuple[str, str]
 
@@ -188,7 +192,11 @@ def _upsert_traits(dialect: str) -> Any:
     stmt = _insert(dialect, ProfileTrait.__table__)
     return stmt.on_conflict_do_update(
         index_elements=["store_id", "profile_id", "trait_key"],
-        set_={"value": stmt.excluded.value, "updated_at": stmt.excluded.updated_at},
+        set_={
+            "value": stmt.excluded.value,
+            "updated_at": stmt.excluded.updated_at,
+            "def_key": stmt.excluded.def_key,
+        },
     )
 
 
@@ -217,6 +225,7 @@ _TRAIT_COLUMNS = (
     ProfileTrait.name,
     ProfileTrait.value,
     ProfileTrait.updated_at,
+    ProfileTrait.def_key,
 )
 
 
@@ -246,8 +255,19 @@ def traits_of(
 
 
 def traits_query(store_id: str, profile_id: str, groups: Sequence[str] | None) -> Select[Any]:
-    query = select(ProfileTrait).where(
-        ProfileTrait.store_id == store_id, ProfileTrait.profile_id == profile_id
+    """A profile's live trait values (those of trait definitions that exist now)."""
+    query = (
+        select(ProfileTrait)
+        .join(
+            TraitDefinition,
+            and_(
+                TraitDefinition.store_id == ProfileTrait.store_id,
+                TraitDefinition.group_name == ProfileTrait.group_name,
+                TraitDefinition.name == ProfileTrait.name,
+                TraitDefinition.sort_key == ProfileTrait.def_key,
+            ),
+        )
+        .where(ProfileTrait.store_id == store_id, ProfileTrait.profile_id == profile_id)
     )
     if groups is not None:
         query = query.where(ProfileTrait.group_name.in_(list(groups)))
@@ -383,33 +403,104 @@ def delete_profile(session: Session, store_id: str, profile_id: str) -> None:
     session.execute(delete(Profile).where(Profile.store_id == store_id, Profile.id == profile_id))
 
 
-def set_identifier_flags(session: Session, store_id: str, id_type: str, **values: Any) -> None:
-    session.execute(
-        update(ProfileIdentifier)
+def shared_value(session: Session, store_id: str, id_type: str) -> str | None:
+    """A value of `id_type` held by more than one profile, if any (one pass
+    over the covering index, in value order)."""
+    return session.scalar(
+        select(ProfileIdentifier.value)
         .where(ProfileIdentifier.store_id == store_id, ProfileIdentifier.id_type == id_type)
-        .values(**values)
+        .group_by(ProfileIdentifier.value)
+        .having(func.count() > 1)
+        .limit(1)
     )
 
 
-def set_unique(session: Session, store_id: str, id_type: str, unique: bool) -> None:
-    set_identifier_flags(
-        session, store_id, id_type, unique_value=ProfileIdentifier.value if unique else None
+def identifier_window(
+    session: Session, store_id: str, id_type: str, after: tuple[str, str] | None, limit: int
+) -> list[Row[Any]]:
+    """The next `limit` identifiers of an idType in (value, profile_id) order."""
+    query = select(
+        ProfileIdentifier.profile_id,
+        ProfileIdentifier.value,
+        ProfileIdentifier.fuzzy,
+        ProfileIdentifier.unique_value,
+    ).where(ProfileIdentifier.store_id == store_id, ProfileIdentifier.id_type == id_type)
+    if after is not None:
+        query = query.where(
+            tuple_(ProfileIdentifier.value, ProfileIdentifier.profile_id) > tuple_(*after)
+        )
+    order = (ProfileIdentifier.value, ProfileIdentifier.profile_id)
+    return list(core(session).execute(query.order_by(*order).limit(limit)))
+
+
+_SET_FLAGS = (
+    update(ProfileIdentifier.__table__)  # type: ignore[arg-type]
+    .where(
+        ProfileIdentifier.store_id == bindparam("sid"),
+        ProfileIdentifier.profile_id == bindparam("pid"),
+        ProfileIdentifier.id_type == bindparam("tid"),
+        ProfileIdentifier.value == bindparam("val"),
     )
+    .values(fuzzy=bindparam("fuzzy"), unique_value=bindparam("unique"))
+)
 
 
-def delete_trait_values(
-    session: Session, store_id: str, group: str, names: Iterable[str] | None
+def set_identifier_flags(
+    session: Session,
+    store_id: str,
+    id_type: str,
+    rows: Sequence[Row[Any]],
+    *,
+    fuzzy: bool,
+    unique: bool,
 ) -> None:
-    """Remove every profile's values of deleted traits (or of a whole group)."""
-    query = delete(ProfileTrait).where(
-        ProfileTrait.store_id == store_id, ProfileTrait.group_name == group
+    params = [
+        {
+            "sid": store_id,
+            "pid": row.profile_id,
+            "tid": id_type,
+            "val": row.value,
+            "fuzzy": fuzzy,
+            "unique": row.value if unique else None,
+        }
+        for row in rows
+    ]
+    if params:
+        core(session).execute(_SET_FLAGS, params)
+
+
+def trait_window(
+    session: Session, store_id: str, after: tuple[str, str] | None, limit: int
+) -> list[Row[Any]]:
+    """The next `limit` trait values of a store in primary-key order."""
+    query = select(ProfileTrait.profile_id, ProfileTrait.trait_key, ProfileTrait.def_key).where(
+        ProfileTrait.store_id == store_id
     )
-    if names is not None:
-        names = list(names)
-        if not names:
-            return
-        query = query.where(ProfileTrait.name.in_(names))
-    session.execute(query)
+    if after is not None:
+        query = query.where(
+            tuple_(ProfileTrait.profile_id, ProfileTrait.trait_key) > tuple_(*after)
+        )
+    order = (ProfileTrait.profile_id, ProfileTrait.trait_key)
+    return list(core(session).execute(query.order_by(*order).limit(limit)))
+
+
+_DELETE_TRAIT = delete(ProfileTrait.__table__).where(  # type: ignore[arg-type]
+    ProfileTrait.store_id == bindparam("sid"),
+    ProfileTrait.profile_id == bindparam("pid"),
+    ProfileTrait.trait_key == bindparam("key"),
+    ProfileTrait.def_key == bindparam("def_key"),
+)
+
+
+def delete_trait_rows(session: Session, store_id: str, rows: Sequence[Row[Any]]) -> int:
+    params = [
+        {"sid": store_id, "pid": r.profile_id, "key": r.trait_key, "def_key": r.def_key}
+        for r in rows
+    ]
+    if not params:
+        return 0
+    core(session).execute(_DELETE_TRAIT, params)
+    return len(params)
 
 
 # PostgreSQL: the inserts of a write in one round trip, as data-modifying CTEs
@@ -426,13 +517,14 @@ p AS (
 ),
 t AS (
   INSERT INTO profile_traits
-    (store_id, profile_id, trait_key, group_name, name, value, updated_at)
-  SELECT store_id, profile_id, trait_key, group_name, name, value, updated_at
+    (store_id, profile_id, trait_key, group_name, name, value, updated_at, def_key)
+  SELECT store_id, profile_id, trait_key, group_name, name, value, updated_at, def_key
   FROM jsonb_to_recordset(CAST(:traits AS jsonb))
     AS x(store_id text, profile_id text, trait_key text, group_name text, name text,
-         value jsonb, updated_at timestamptz)
+         value jsonb, updated_at timestamptz, def_key text)
   ON CONFLICT (store_id, profile_id, trait_key)
-  DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at
+  DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at,
+                def_key = excluded.def_key
 ),
 i AS (
   INSERT INTO profile_identifiers

@@ -29,6 +29,12 @@ class StoreSchema:
     groups: dict[str, dict[str, TraitSpec]]
     configs: dict[str, IdConfig]
     rules: list[str]
+    # "<group>.<trait>" -> the definition's sort_key, which its values carry.
+    def_keys: dict[str, str] = field(default_factory=dict)
+
+    def is_live(self, trait_key: str, def_key: str | None) -> bool:
+        """Whether a stored value belongs to a trait definition that exists now."""
+        return def_key is not None and self.def_keys.get(trait_key) == def_key
 
     def promotion(self, group: str, trait: str) -> str | None:
         spec = self.groups.get(group, {}).get(trait)

@@ -43,12 +43,15 @@ def load(session: Session, store: StoreRef) -> StoreSchema:
 def _read(session: Session, store_id: str) -> StoreSchema:
     settings = identity.get(session, store_id=store_id)
     groups: dict[str, dict[str, object]] = {}
+    def_keys: dict[str, str] = {}
     for row in traits.all_traits(session, store_id=store_id):
         groups.setdefault(row.group_name, {})[row.name] = traits.spec_of(row)
+        def_keys[f"{row.group_name}.{row.name}"] = row.sort_key
     for name in traits.group_names(session, store_id=store_id):
         groups.setdefault(name, {})
     return StoreSchema(
         groups=groups,  # type: ignore[arg-type]
         configs={c["idType"]: id_config(c) for c in settings.identifier_configs},
         rules=list(settings.matching_rules),
+        def_keys=def_keys,
     )

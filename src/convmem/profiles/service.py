@@ -93,7 +93,9 @@ def read(
     session: Session, *, store: StoreRef, profile_id: str, groups: list[str] | None
 ) -> tuple[Row[Any], list[Row[Any]]]:
     profile = get_canonical(session, store=store, profile_id=profile_id)
-    return profile, repo.traits_of(session, store.id, [profile.id], groups)
+    schema = store_schema.load(session, store)
+    traits = repo.traits_of(session, store.id, [profile.id], groups)
+    return profile, [t for t in traits if schema.is_live(t.trait_key, t.def_key)]
 
 
 def list_ids(session: Session, *, store: StoreRef, page: PageRequest) -> Page[str]:

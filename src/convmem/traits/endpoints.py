@@ -7,6 +7,7 @@ from fastapi import APIRouter, Query, Request
 from convmem.kit.http import JSONResponse, SessionDep, accepted, expected_version, make_etag
 from convmem.kit.inputs import BoundedRoute
 from convmem.kit.pagination import ControlPlanePage
+from convmem.operations.status import TERMINAL
 from convmem.stores.endpoints import IfMatch, StoreDep
 from convmem.traits import service
 from convmem.traits.repository import spec_of
@@ -94,7 +95,10 @@ def patch_trait_group(
         expected_version=expected_version(if_match, _etag_id(store.id, traitGroupName)),
     )
     return accepted(
-        request, operation_id=op.id, message="TraitGroup update request accepted.", done=True
+        request,
+        operation_id=op.id,
+        message="TraitGroup update request accepted.",
+        done=op.status in TERMINAL,
     )
 
 
@@ -104,5 +108,8 @@ def delete_trait_group(
 ) -> JSONResponse:
     op = service.delete(session, store=store, name=traitGroupName)
     return accepted(
-        request, operation_id=op.id, message="TraitGroup deletion request accepted.", done=True
+        request,
+        operation_id=op.id,
+        message="TraitGroup deletion request accepted.",
+        done=op.status in TERMINAL,
     )

@@ -19,13 +19,17 @@ from convmem.kit.errors import (
 from convmem.kit.pagination import Page, PageRequest, paginate
 from convmem.operations import service as operations
 from convmem.operations.models import Operation
-from convmem.profiles import repository as profiles
 from convmem.stores import repository as stores
 from convmem.stores.models import Store
 from convmem.traits import defaults, repository, rules
 from convmem.traits.models import TraitDefinition, TraitGroup
 from convmem.traits.rules import TraitSpec
 from convmem.traits.schemas import TraitGroupCreate, TraitGroupPatch
+
+# Background job (registered by profiles, which owns the values): removes the
+# values of deleted trait definitions. Reads hide them from the moment the
+# definitions are gone, so the job only reclaims space.
+PURGE_VALUES_KIND = "traitGroup.purgeValues"
 
 
 def group_path(store_id: str, name: str) -> str:
@@ -190,7 +194,7 @@ def update(
             id_types=identity.configured_id_types(session, store_id=store.id),
         )
         repository.delete_traits(session, store_id=store.id, group=name, names=deletions)
-        profiles.delete_trait_values(session, store.id, name, deletions)
+        removed = [existing[trait] for trait in deletions]
         now = utcnow()
         new_rows = []
         for trait, spec in upserts.items():
@@ -204,7 +208,11 @@ def update(
             row.id_type_promotion = spec.id_type_promotion
             row.updated_at = now
         repository.add(session, *new_rows)
+    else:
+        removed = []
     stores.bump_schema(session, store.id)
+    if removed:
+        return _purge_values(session, store, name, removed, path=group_path(store.id, name))
     return operations.record_completed(
         session,
         account_sid=store.account_sid,
@@ -215,13 +223,38 @@ def update(
     )
 
 
+def _purge_values(
+    session: Session,
+    store: Store,
+    group: str,
+    removed: list[TraitDefinition],
+    *,
+    path: str | None = None,
+) -> Operation:
+    """The operation that finishes a change once the removed traits' values are gone."""
+    return operations.enqueue(
+        session,
+        account_sid=store.account_sid,
+        store_id=store.id,
+        kind=PURGE_VALUES_KIND,
+        payload={
+            "group": group,
+            "traitKeys": sorted(f"{row.group_name}.{row.name}" for row in removed),
+            "defKeys": sorted(row.sort_key for row in removed),
+            "resultPath": path,
+        },
+    )
+
+
 def delete(session: Session, *, store: Store, name: str) -> Operation:
     group = get(session, store_id=store.id, name=name)
     if group.is_system:
         raise ProtectedResource(f"Trait group '{name}' is a system group and cannot be deleted")
+    removed = repository.traits_of(session, store_id=store.id, groups=[name])[name]
     repository.delete_group(session, store_id=store.id, name=name)
-    profiles.delete_trait_values(session, store.id, name, None)
     stores.bump_schema(session, store.id)
+    if removed:
+        return _purge_values(session, store, name, removed)
     return operations.record_completed(
         session,
         account_sid=store.account_sid,
