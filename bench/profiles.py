@@ -13,11 +13,13 @@ the median round: throughput, its ratio to the same round's baseline, latency.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import secrets
 import subprocess
 import sys
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +36,25 @@ TARGETS = {
     "create": {"rps": 800, "ratio": 0.3},
     "lookup": {"rps": 1500, "ratio": 0.5, "p95_ms": 20},
 }
+
+
+@contextlib.contextmanager
+def scratch_postgres() -> Iterator[str | None]:
+    """A new PostgreSQL database for one benchmark, dropped afterwards (None
+    when no server answers)."""
+    try:
+        with psycopg.connect(PG_ADMIN, autocommit=True, connect_timeout=2) as conn:
+            name = f"convmem_bench_{secrets.token_hex(3)}"
+            conn.execute(f'CREATE DATABASE "{name}"')
+    except psycopg.Error:
+        print("PostgreSQL not reachable at 127.0.0.1:5432; skipped", file=sys.stderr)
+        yield None
+        return
+    try:
+        yield f"postgresql://postgres@127.0.0.1:5432/{name}"
+    finally:
+        with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def seed(base: str, count: int) -> tuple[str, dict[str, list[str]]]:
@@ -162,20 +183,9 @@ def main() -> None:
     if args.backend in ("sqlite", "both"):
         results += bench_backend("sqlite", None, args)
     if args.backend in ("postgresql", "both"):
-        try:
-            with psycopg.connect(PG_ADMIN, autocommit=True, connect_timeout=2) as conn:
-                name = f"convmem_bench_{secrets.token_hex(3)}"
-                conn.execute(f'CREATE DATABASE "{name}"')
-        except psycopg.Error:
-            print("PostgreSQL not reachable at 127.0.0.1:5432; skipped", file=sys.stderr)
-        else:
-            try:
-                results += bench_backend(
-                    "postgresql", f"postgresql://postgres@127.0.0.1:5432/{name}", args
-                )
-            finally:
-                with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
-                    conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        with scratch_postgres() as url:
+            if url:
+                results += bench_backend("postgresql", url, args)
     report(results)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import gc
 import logging
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
@@ -146,7 +147,7 @@ def install_error_handlers(app: FastAPI) -> None:
 def create_app(
     settings: Settings, *, db: Database | None = None, run_workers: bool = False
 ) -> FastAPI:
-    database = db or Database(settings.resolved_database_url)
+    database = db or Database(settings.resolved_database_url, async_pool_size=settings.pool_size)
     ctx = AppContext(settings=settings, db=database)
 
     @contextlib.asynccontextmanager
@@ -154,6 +155,11 @@ def create_app(
         # Few request threads: each SQL call releases and re-takes the GIL, and
         # with dozens of threads contending those hand-offs dominate latency.
         to_thread.current_default_thread_limiter().total_tokens = settings.request_threads
+        # The app's own objects (modules, routes, statements) live as long as the
+        # process: take them out of the collector's sight, so the full
+        # collections that hundreds of in-flight requests trigger stay cheap.
+        gc.collect()
+        gc.freeze()
         pool = WorkerPool(database, settings) if run_workers else None
         if pool:
             pool.start()

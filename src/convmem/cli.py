@@ -43,7 +43,7 @@ def _settings(data_dir: Path | None = None, **overrides: Any) -> Settings:
 
 
 def _open(settings: Settings) -> Database:
-    db = Database(settings.resolved_database_url)
+    db = Database(settings.resolved_database_url, async_pool_size=settings.pool_size)
     migrations.upgrade(db)
     return db
 

@@ -6,6 +6,7 @@ every setting is listed in the README.
 
 from __future__ import annotations
 
+import os
 from functools import cached_property
 from pathlib import Path
 
@@ -43,6 +44,14 @@ class Settings(BaseSettings):
         ge=1,
         description="Server processes `convmem serve` runs on its port. More than one suits "
         "PostgreSQL; SQLite allows one writer at a time, so extra processes mostly wait.",
+    )
+    db_pool_size: int | None = Field(
+        None,
+        ge=1,
+        le=500,
+        description="Database connections each server process keeps for requests "
+        "(PostgreSQL). Default: four per CPU core, at least 8. Requests beyond it wait "
+        "for a connection rather than open new ones.",
     )
     request_threads: int = Field(
         8,
@@ -108,6 +117,10 @@ class Settings(BaseSettings):
                     return "postgresql+psycopg://" + url[len(prefix) :]
             return url
         return f"sqlite:///{(self.data_dir / 'convmem.db').resolve()}"
+
+    @property
+    def pool_size(self) -> int:
+        return self.db_pool_size or max(8, 4 * (os.cpu_count() or 2))
 
     @property
     def is_sqlite(self) -> bool:

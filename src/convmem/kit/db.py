@@ -7,6 +7,7 @@ instead of failing when a reader upgrades to a writer mid-transaction.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import datetime as dt
 import json
@@ -197,8 +198,10 @@ def _configure_sqlite(engine: Engine) -> None:
 class Database:
     """An engine plus the session factory every request and job uses."""
 
-    def __init__(self, url: str, *, pool_size: int = 10) -> None:
+    def __init__(self, url: str, *, pool_size: int = 10, async_pool_size: int = 8) -> None:
         self.url = url
+        self.async_pool_size = async_pool_size
+        self._loop_slots: dict[asyncio.AbstractEventLoop, asyncio.Semaphore] = {}
         self.engine = make_engine(url, pool_size=pool_size)
         self.is_sqlite = self.engine.dialect.name == "sqlite"
         self._sessions = sessionmaker(self.engine, expire_on_commit=False, autoflush=False)
@@ -222,8 +225,14 @@ class Database:
         if not self.is_sqlite:
             self.async_engine = create_async_engine(
                 url,
-                pool_size=pool_size,
-                max_overflow=20,
+                # A fixed set of connections kept open: "overflow" connections
+                # are closed as soon as they are returned, so under load every
+                # request past the pool size paid for a new PostgreSQL backend
+                # (a fork and a handshake), and throughput fell as clients were
+                # added. Requests beyond the pool wait for a connection instead.
+                pool_size=async_pool_size,
+                max_overflow=0,
+                pool_timeout=30,
                 pool_recycle=1800,
                 # run_async always ends its transaction (commit or rollback), so
                 # the pool's extra ROLLBACK on check-in would be a wasted round trip.
@@ -234,10 +243,20 @@ class Database:
                 self.async_engine, expire_on_commit=False, autoflush=False
             )
 
+    def _slots(self) -> asyncio.Semaphore:
+        """One slot per pooled connection (per event loop). Requests queue here,
+        in order and cheaply, so a connection returned to the pool is taken at
+        once instead of waking one of hundreds of waiters inside the pool."""
+        loop = asyncio.get_running_loop()
+        slots = self._loop_slots.get(loop)
+        if slots is None:
+            slots = self._loop_slots[loop] = asyncio.Semaphore(self.async_pool_size)
+        return slots
+
     async def ping(self) -> None:
         """A `SELECT 1` the way data-plane requests reach the database."""
         if self.async_engine is not None:
-            async with self.async_engine.connect() as conn:
+            async with self._slots(), self.async_engine.connect() as conn:
                 await conn.execute(text("SELECT 1"))
         else:
             with self.engine.connect() as conn:  # SQLite: microseconds, on the loop
@@ -246,7 +265,7 @@ class Database:
     async def run_async(self, work: Callable[[Session], T]) -> T:
         """Run sync `work` in one transaction on the event loop (PostgreSQL only)."""
         assert self._async_sessions is not None
-        async with self._async_sessions() as session, session.begin():
+        async with self._slots(), self._async_sessions() as session, session.begin():
             return await session.run_sync(work)
 
     def session(self, *, write: bool = False, nowait: bool = False) -> Session:
