@@ -56,6 +56,17 @@ class Scenario:
                 }
             }
             return "POST", base, json.dumps(body).encode()
+        if kind == "contend":
+            # Overlapping identifiers: most records bridge an email and a phone
+            # that other writers use too, so writes merge profiles all the time.
+            pool = self.args.pool
+            contact: dict[str, str] = {"firstName": f"c{random.randrange(1000)}"}
+            if random.random() < 0.8:
+                contact["email"] = f"contend-{random.randrange(pool)}@example.com"
+            if random.random() < 0.6 or "email" not in contact:
+                contact["phone"] = f"+1415{random.randrange(pool):07d}"
+            body = {"traits": {"Contact": contact}}
+            return "POST", base, json.dumps(body).encode()
         raise SystemExit(f"unknown scenario {kind}")
 
 
@@ -67,6 +78,7 @@ async def worker(
     deadline: float,
     out: list[float],
     errors: list[int],
+    statuses: dict[int, int],
 ) -> None:
     reader, writer = connection
     try:
@@ -94,6 +106,7 @@ async def worker(
                 await reader.readexactly(length)
             out.append(time.perf_counter() - start)
             status = int(status_line.split()[1])
+            statuses[status] = statuses.get(status, 0) + 1
             if status >= 400:
                 errors.append(status)
     finally:
@@ -112,6 +125,7 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
     scenario = Scenario(args)
     latencies: list[float] = []
     errors: list[int] = []
+    statuses: dict[int, int] = {}
     host = url.hostname or "127.0.0.1"
     # Every connection is open before the clock starts: with hundreds of them,
     # setting them up would otherwise count as time without answers.
@@ -122,7 +136,7 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
     deadline = start + args.duration
     await asyncio.gather(
         *(
-            worker(connection, host, auth, scenario, deadline, latencies, errors)
+            worker(connection, host, auth, scenario, deadline, latencies, errors, statuses)
             for connection in connections
         )
     )
@@ -133,6 +147,7 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
         "requests": len(latencies),
         "errors": len(errors),
         "error_statuses": sorted(set(errors))[:5],
+        "statuses": {str(k): v for k, v in sorted(statuses.items())},
         "seconds": round(elapsed, 2),
         "rps": round(len(latencies) / elapsed, 1),
         "p50_ms": round(percentile(latencies, 0.50) * 1000, 2),
@@ -151,4 +166,5 @@ if __name__ == "__main__":
     parser.add_argument("--store", default="")
     parser.add_argument("--data", default="", help="JSON file with existing ids and emails")
     parser.add_argument("--seed", default="0")
+    parser.add_argument("--pool", type=int, default=200, help="identifiers per type (contend)")
     print(json.dumps(asyncio.run(main(parser.parse_args()))))

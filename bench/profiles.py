@@ -16,7 +16,6 @@ import argparse
 import contextlib
 import json
 import secrets
-import subprocess
 import sys
 import tempfile
 from collections.abc import Iterator
@@ -29,6 +28,9 @@ import psycopg
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+sys.path.insert(0, str(ROOT / "bench"))
+
+from loadgen_run import loadgen  # noqa: E402
 from tests.live import ACCOUNT_SID, AUTH_TOKEN, start_server  # noqa: E402
 
 PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/test"
@@ -81,20 +83,14 @@ def seed(base: str, count: int) -> tuple[str, dict[str, list[str]]]:
 def run_load(
     base: str, scenario: str, args: argparse.Namespace, store: str, data_file: Path
 ) -> dict[str, Any]:
-    command = [
-        sys.executable,
-        str(ROOT / "bench" / "loadgen.py"),
-        "--url", base,
-        "--auth", f"{ACCOUNT_SID}:{AUTH_TOKEN}",
-        "--scenario", scenario,
-        "--duration", str(args.duration),
-        "--concurrency", str(args.concurrency),
-        "--store", store,
-        "--data", str(data_file),
-        "--seed", secrets.token_hex(3),
-    ]  # fmt: skip
-    result: dict[str, Any] = json.loads(subprocess.check_output(command))
-    return result
+    return loadgen(
+        base,
+        scenario,
+        duration=args.duration,
+        concurrency=args.concurrency,
+        store=store,
+        data_file=data_file,
+    )
 
 
 def bench_backend(
