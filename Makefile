@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install serve test test-fast lint format types bench clean
+.PHONY: install serve test test-fast fuzz lint format types bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -26,6 +26,10 @@ test: $(STAMP)
 	$(VENV)/bin/mypy
 	$(PY) -m pytest -q
 
+## A long spec-fuzzing run (schemathesis) against live servers on both backends.
+fuzz: $(STAMP)
+	CONVMEM_FUZZ_EXAMPLES=$${CONVMEM_FUZZ_EXAMPLES:-300} $(PY) -m pytest -q tests/test_fuzz.py
+
 test-fast: $(STAMP)
 	$(PY) -m pytest -q -x -k "not postgresql"
 
@@ -38,6 +42,8 @@ types: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) bench/profiles.py
+	$(PY) bench/concurrency.py
+	$(PY) bench/contention.py
 
 clean:
 	rm -rf $(VENV) convmem-data .pytest_cache .mypy_cache .ruff_cache
