@@ -320,3 +320,26 @@ def test_sqlite_files_are_private(tmp_path: Path) -> None:
             assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
     finally:
         db.dispose()
+
+
+def test_only_unique_violations_count_as_conflicts(db: Any) -> None:
+    from sqlalchemy import text
+    from sqlalchemy.exc import IntegrityError
+
+    from convmem.kit.db import is_retryable, is_unique_violation
+
+    sid = "AC" + "f" * 32
+    insert = text(
+        "INSERT INTO accounts (sid, token_hash, friendly_name, created_at) "
+        "VALUES (:sid, :hash, NULL, CURRENT_TIMESTAMP)"
+    )
+    with db.transaction() as session:
+        session.execute(text("DELETE FROM accounts WHERE sid = :sid"), {"sid": sid})
+        session.execute(insert, {"sid": sid, "hash": "x"})
+    with pytest.raises(IntegrityError) as duplicate, db.transaction() as session:
+        session.execute(insert, {"sid": sid, "hash": "x"})
+    assert is_unique_violation(duplicate.value)
+    with pytest.raises(IntegrityError) as not_null, db.transaction() as session:
+        session.execute(insert, {"sid": "AC" + "e" * 32, "hash": None})
+    assert not is_unique_violation(not_null.value)
+    assert not is_retryable(not_null.value)
