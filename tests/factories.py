@@ -7,6 +7,7 @@ import threading
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+from convmem import wiring
 from convmem.kit.db import Database
 from convmem.operations.worker import Worker
 from convmem.settings import Settings
@@ -94,7 +95,7 @@ def race(count: int, call: Callable[[int], T]) -> list[T]:
 
 def run_jobs(db: Database, limit: int = 200) -> None:
     """Run every due background job to its end, in this thread."""
-    worker = Worker(db, Settings(job_batch_size=50))
+    worker = Worker(db, Settings(job_batch_size=50), wiring.jobs())
     for _ in range(limit):
         if not worker.run_once():
             return

@@ -9,9 +9,10 @@ from collections.abc import Iterator
 import pytest
 from sqlalchemy import func, select
 
+from convmem import wiring
 from convmem.kit.db import Database, utcnow
 from convmem.operations import repository, service
-from convmem.operations.jobs import JobContext, JobFailed, LeaseLost, job
+from convmem.operations.jobs import JobContext, JobFailed, JobHandlers, LeaseLost
 from convmem.operations.models import Operation
 from convmem.operations.worker import Worker
 from convmem.settings import Settings
@@ -21,12 +22,11 @@ from convmem.traits.service import _definition
 from tests.conftest import Api
 from tests.factories import make_store, make_trait_group
 
-# Jobs registered by this module, as a plugin's tasks module would.
+# Jobs of this module, handed to the workers with the real ones.
 FLAKY_FAILURES: dict[str, int] = {}
 CRASH_AT_STEP: dict[str, int] = {}
 
 
-@job("tests.flaky")
 def flaky(ctx: JobContext) -> None:
     left = FLAKY_FAILURES.get(ctx.op_id, 0)
     if left:
@@ -34,12 +34,10 @@ def flaky(ctx: JobContext) -> None:
         raise RuntimeError("transient trouble")
 
 
-@job("tests.broken")
 def broken(ctx: JobContext) -> None:
     raise JobFailed("the input is unusable", code=520046, title="Bad input")
 
 
-@job("tests.add_traits")
 def add_traits(ctx: JobContext) -> None:
     """Adds payload['count'] traits, one per step, resuming from the checkpoint."""
     store_id, group = ctx.payload["storeId"], ctx.payload["group"]
@@ -52,6 +50,14 @@ def add_traits(ctx: JobContext) -> None:
                 del CRASH_AT_STEP[ctx.op_id]
                 raise RuntimeError("crash in the middle of a step")
             ctx.checkpoint["done"] = n + 1
+
+
+JOBS: JobHandlers = {
+    **wiring.jobs(),
+    "tests.flaky": flaky,
+    "tests.broken": broken,
+    "tests.add_traits": add_traits,
+}
 
 
 @pytest.fixture
@@ -90,14 +96,14 @@ def drain(worker: Worker, limit: int = 50) -> None:
 @pytest.fixture(autouse=True)
 def _only_this_tests_jobs(db: Database) -> Iterator[None]:
     # Jobs left runnable by other tests must not interfere with run_once() here.
-    drain(Worker(db, Settings()))
+    drain(Worker(db, Settings(), JOBS))
     yield
 
 
 def test_transient_failures_retry_with_backoff(db: Database, settings: Settings) -> None:
     op_id = enqueue(db, "tests.flaky")
     FLAKY_FAILURES[op_id] = 2
-    worker = Worker(db, settings.model_copy(update={"job_backoff_seconds": 60.0}))
+    worker = Worker(db, settings.model_copy(update={"job_backoff_seconds": 60.0}), JOBS)
     assert worker.run_once()
     op = load(db, op_id)
     assert op.status == "PENDING"
@@ -123,7 +129,7 @@ def test_transient_failures_retry_with_backoff(db: Database, settings: Settings)
 def test_gives_up_after_max_attempts(db: Database, fast: Settings) -> None:
     op_id = enqueue(db, "tests.flaky", attempts=2)
     FLAKY_FAILURES[op_id] = 5
-    drain(Worker(db, fast))
+    drain(Worker(db, fast, JOBS))
     op = load(db, op_id)
     assert op.status == "FAILED"
     assert op.attempts == 2
@@ -134,7 +140,7 @@ def test_gives_up_after_max_attempts(db: Database, fast: Settings) -> None:
 def test_permanent_failure_and_unknown_kind(db: Database, fast: Settings) -> None:
     broken_id = enqueue(db, "tests.broken")
     unknown_id = enqueue(db, "tests.no_such_kind")
-    drain(Worker(db, fast))
+    drain(Worker(db, fast, JOBS))
     broken_op = load(db, broken_id)
     assert broken_op.status == "FAILED" and broken_op.attempts == 1
     assert broken_op.error == {
@@ -161,7 +167,7 @@ def test_expired_lease_is_taken_over_and_the_old_owner_cannot_write(
             skip_locked=not db.is_sqlite,
         )
         assert claimed is not None and claimed.id == op_id
-    live = Worker(db, fast)
+    live = Worker(db, fast, JOBS)
     assert not live.run_once()  # lease still valid
     with db.transaction() as session:
         session.get(Operation, op_id).lease_expires_at = utcnow() - dt.timedelta(seconds=1)  # type: ignore[union-attr]
@@ -198,7 +204,7 @@ def test_a_step_that_crashes_is_rolled_back_and_the_job_resumes_from_its_checkpo
         db, "tests.add_traits", payload={"storeId": store_id, "group": group, "count": 6}
     )
     CRASH_AT_STEP[op_id] = 3
-    worker = Worker(db, fast)
+    worker = Worker(db, fast, JOBS)
     assert worker.run_once()
     op = load(db, op_id)
     assert op.status == "PENDING"

@@ -18,11 +18,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import select
 
-from convmem import migrate
+from convmem import migrate, wiring
 from convmem.identity.resolution import IdConfig, Key, plan
 from convmem.kit.db import Database
-from convmem.profiles import engine
-from convmem.profiles import schema as store_schema
+from convmem.profiles import engine, store_schema
 from convmem.profiles.models import Profile, ProfileIdentifier
 from convmem.profiles.rules import Record
 from convmem.stores import service as stores
@@ -116,6 +115,7 @@ def new_store(db: Database) -> str:
             account_sid=account,
             data=StoreCreate(displayName=f"p{secrets.token_hex(4)}"),
             max_stores=1,
+            hooks=wiring.hooks(),
         )
     return store.id
 

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from convmem import wiring
 from convmem.kit.db import Database
 from convmem.operations.worker import Worker
 from convmem.settings import Settings
@@ -218,7 +219,7 @@ def test_delete_store_hides_it_at_once_and_a_job_purges_its_data(
 
     op = operation_of(api, response)
     assert op["status"] in ("PENDING", "RUNNING", "COMPLETED")
-    worker = Worker(db, settings)
+    worker = Worker(db, settings, wiring.jobs())
     while worker.run_once():
         pass
     op = operation_of(api, response)

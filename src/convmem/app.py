@@ -8,9 +8,9 @@ import logging
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
-from anyio import to_thread
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.routing import APIRoute
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy.exc import DBAPIError
@@ -18,9 +18,11 @@ from starlette.exceptions import HTTPException
 from starlette.middleware.gzip import GZipMiddleware
 from starlette.responses import Response
 from starlette.routing import compile_path
+from starlette.staticfiles import StaticFiles
+from swagger_ui_bundle import swagger_ui_path
 
+from convmem import wiring
 from convmem.identity.endpoints import router as identity_router
-from convmem.kit.context import AppContext
 from convmem.kit.db import Database, is_retryable, is_unique_violation
 from convmem.kit.errors import ConvmemError, ProfileMoved, WriteConflict, error_body
 from convmem.kit.http import JSONResponse, base_url
@@ -144,23 +146,36 @@ def install_error_handlers(app: FastAPI) -> None:
         return _error_response(500, 20500, "Internal Server Error")
 
 
+def install_docs(app: FastAPI) -> None:
+    """/docs with Swagger UI's assets served from a package: the server may run
+    with no internet access, so nothing is fetched from a CDN."""
+    app.mount("/docs/static", StaticFiles(directory=swagger_ui_path), name="docs-static")
+
+    @app.get("/docs", include_in_schema=False)
+    async def docs() -> Response:
+        return get_swagger_ui_html(
+            openapi_url=app.openapi_url or "/openapi.json",
+            title="convmem API",
+            swagger_js_url="/docs/static/swagger-ui-bundle.js",
+            swagger_css_url="/docs/static/swagger-ui.css",
+            swagger_favicon_url="/docs/static/favicon-32x32.png",
+        )
+
+
 def create_app(
     settings: Settings, *, db: Database | None = None, run_workers: bool = False
 ) -> FastAPI:
     database = db or Database(settings.resolved_database_url, async_pool_size=settings.pool_size)
-    ctx = AppContext(settings=settings, db=database)
+    ctx = wiring.context(settings, database)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        # Few request threads: each SQL call releases and re-takes the GIL, and
-        # with dozens of threads contending those hand-offs dominate latency.
-        to_thread.current_default_thread_limiter().total_tokens = settings.request_threads
         # The app's own objects (modules, routes, statements) live as long as the
         # process: take them out of the collector's sight, so the full
         # collections that hundreds of in-flight requests trigger stay cheap.
         gc.collect()
         gc.freeze()
-        pool = WorkerPool(database, settings) if run_workers else None
+        pool = WorkerPool(database, settings, ctx.jobs) if run_workers else None
         if pool:
             pool.start()
         try:
@@ -172,11 +187,13 @@ def create_app(
     app = FastAPI(
         title="convmem",
         version="1.0",
+        description="Conversation Memory server speaking Twilio's Memory API v1.",
         lifespan=lifespan,
-        docs_url="/docs",
+        docs_url=None,
         redoc_url=None,
         default_response_class=JSONResponse,
     )
+    install_docs(app)
     app.state.ctx = ctx
     install_error_handlers(app)
     app.add_middleware(GZipMiddleware, minimum_size=512)

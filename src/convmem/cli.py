@@ -102,12 +102,13 @@ def serve(
 @app.command()
 def worker(data_dir: DataDir = None) -> None:
     """Run background workers only (scale them apart from the API)."""
+    from convmem import wiring
     from convmem.operations.worker import WorkerPool
 
     settings = _settings(data_dir)
     logs.configure(settings.log_level, settings.log_format)
     db = _open(settings)
-    pool = WorkerPool(db, settings)
+    pool = WorkerPool(db, settings, wiring.jobs())
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())

@@ -18,8 +18,8 @@ def list_accounts(session: Session) -> list[Account]:
     return list(session.scalars(select(Account).order_by(Account.created_at)))
 
 
-def count_accounts(session: Session) -> int:
-    return len(session.scalars(select(Account.sid).limit(1)).all())
+def any_account(session: Session) -> bool:
+    return session.scalar(select(Account.sid).limit(1)) is not None
 
 
 def add(session: Session, row: Account | ApiKey) -> None:

@@ -4,6 +4,7 @@ from fastapi import APIRouter, Request
 
 from convmem.identity import service
 from convmem.identity.schemas import IdentityResolutionSettingsIn, settings_json
+from convmem.kit.context import get_context
 from convmem.kit.http import JSONResponse, SessionDep, accepted, expected_version, make_etag
 from convmem.kit.inputs import BoundedRoute
 from convmem.operations.status import TERMINAL
@@ -41,6 +42,7 @@ def update_settings(
         store=store,
         data=body,
         expected_version=expected_version(if_match, _etag_id(store.id)),
+        hooks=get_context(request).hooks,
     )
     return accepted(
         request,

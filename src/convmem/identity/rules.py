@@ -66,3 +66,24 @@ def check_promotions_kept(promotions: dict[str, str], id_types: set[str]) -> Non
 
 def default_settings() -> tuple[list[dict[str, Any]], list[str]]:
     return [complete_config(c) for c in DEFAULT_IDENTIFIER_CONFIGS], list(DEFAULT_MATCHING_RULES)
+
+
+def restored_id_types(before: dict[str, dict[str, Any]], after: list[dict[str, Any]]) -> list[str]:
+    """idTypes whose stored identifiers must follow a new enforceUnique or matchingAlgo."""
+    return [
+        config["idType"]
+        for config in after
+        if (old := before.get(config["idType"])) is not None
+        and (old["matchingAlgo"], old["enforceUnique"])
+        != (config["matchingAlgo"], config["enforceUnique"])
+    ]
+
+
+def turning_unique(before: list[dict[str, Any]], after: list[dict[str, Any]]) -> list[str]:
+    """idTypes that had enforceUnique off and get it on."""
+    old = {c["idType"]: c for c in before}
+    return [
+        c["idType"]
+        for c in after
+        if c["enforceUnique"] and c["idType"] in old and not old[c["idType"]]["enforceUnique"]
+    ]

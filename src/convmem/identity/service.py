@@ -1,14 +1,13 @@
 from __future__ import annotations
 
-from typing import Any
-
 from sqlalchemy.orm import Session
 
 from convmem.identity import repository, rules
 from convmem.identity.models import IdentityResolutionSettings
 from convmem.identity.schemas import IdentityResolutionSettingsIn
 from convmem.kit.db import utcnow
-from convmem.kit.errors import Conflict, NotFound, PreconditionFailed
+from convmem.kit.errors import NotFound, PreconditionFailed
+from convmem.kit.hooks import Hooks
 from convmem.operations import service as operations
 from convmem.operations.models import Operation
 from convmem.stores import repository as stores
@@ -23,7 +22,8 @@ def settings_path(store_id: str) -> str:
     return f"/v1/ControlPlane/Stores/{store_id}/IdentityResolutionSettings"
 
 
-def create_defaults(session: Session, *, store_id: str) -> None:
+def create_defaults(session: Session, store_id: str) -> None:
+    """A new store's settings (connected to the store_created hook)."""
     configs, matching = rules.default_settings()
     repository.add(
         session,
@@ -54,15 +54,16 @@ def replace(
     store: Store,
     data: IdentityResolutionSettingsIn,
     expected_version: int | None,
+    hooks: Hooks,
 ) -> Operation:
-    from convmem.traits import service as traits  # traits depend on identity, not back
-
+    """Replace the settings. Domains above check the change through
+    `hooks.id_configs_changing` (traits promoted to a removed idType, values
+    shared by profiles of an idType turning unique)."""
     configs = [rules.complete_config(c.model_dump()) for c in data.identifierConfigs]
     rules.check_settings(configs, data.matchingRules)
-    before = {c["idType"]: c for c in get(session, store_id=store.id).identifier_configs}
-    rules.check_promotions_kept(
-        traits.promotions(session, store_id=store.id), {c["idType"] for c in configs}
-    )
+    current = get(session, store_id=store.id).identifier_configs
+    hooks.id_configs_changing(session, store.id, list(current), configs)
+    before = {c["idType"]: c for c in current}
     if not repository.update_versioned(
         session,
         store_id=store.id,
@@ -72,7 +73,7 @@ def replace(
         updated_at=utcnow(),
     ):
         raise PreconditionFailed()
-    changed = _changed_id_types(session, store.id, before, configs)
+    changed = rules.restored_id_types(before, configs)
     stores.bump_schema(session, store.id)
     if changed:
         # Writes follow the new settings at once; stored identifiers are brought
@@ -92,31 +93,3 @@ def replace(
         resource_id=store.id,
         result_path=settings_path(store.id),
     )
-
-
-def _changed_id_types(
-    session: Session, store_id: str, before: dict[str, dict[str, Any]], after: list[dict[str, Any]]
-) -> list[str]:
-    """idTypes whose stored identifiers must follow a new enforceUnique or
-    matchingAlgo. An idType cannot become unique while profiles share a value."""
-    from convmem.profiles import repository as profiles  # profiles depend on identity
-
-    changed = []
-    for config in after:
-        old = before.get(config["idType"])
-        if old is None:
-            continue
-        if config["enforceUnique"] and not old["enforceUnique"]:
-            shared = profiles.shared_value(session, store_id, config["idType"])
-            if shared is not None:
-                raise Conflict(
-                    f"identifierConfigs: profiles already share the {config['idType']} "
-                    f"'{shared[:80]}', so it cannot become unique; merge or fix those "
-                    "profiles first"
-                )
-        if (old["matchingAlgo"], old["enforceUnique"]) != (
-            config["matchingAlgo"],
-            config["enforceUnique"],
-        ):
-            changed.append(config["idType"])
-    return changed

@@ -6,10 +6,9 @@ import base64
 import binascii
 from typing import Annotated
 
+from anyio import to_thread
 from fastapi import Depends, Request
-from starlette.concurrency import run_in_threadpool
 
-from convmem.accounts import service as accounts
 from convmem.kit.context import AppContext, get_context
 from convmem.kit.errors import TooManyRequests, Unauthorized
 
@@ -32,7 +31,7 @@ def _basic_credentials(request: Request) -> tuple[str, str]:
 
 def _verify(ctx: AppContext, username: str, password: str) -> str | None:
     with ctx.db.transaction(write=False) as session:
-        return accounts.verify_credentials(session, username, password)
+        return ctx.verify_credentials(session, username, password)
 
 
 async def authenticate(request: Request) -> str:
@@ -44,7 +43,9 @@ async def authenticate(request: Request) -> str:
     username, password = _basic_credentials(request)
     account_sid = ctx.credentials.get(username, password)
     if account_sid is None:
-        account_sid = await run_in_threadpool(_verify, ctx, username, password)
+        account_sid = await to_thread.run_sync(
+            _verify, ctx, username, password, limiter=ctx.threads
+        )
         if account_sid is None:
             raise Unauthorized("Invalid username or password", headers=_CHALLENGE)
         ctx.credentials.put(username, password, account_sid)

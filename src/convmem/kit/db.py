@@ -107,6 +107,12 @@ class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
 
 
+def is_postgres(session: Session) -> bool:
+    """The one test of which backend a session talks to (the alternative is
+    SQLite). Backend-specific SQL branches on this and nothing else."""
+    return session.get_bind().dialect.name == "postgresql"
+
+
 def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
@@ -203,6 +209,7 @@ class Database:
         self.async_pool_size = async_pool_size
         self._loop_slots: dict[asyncio.AbstractEventLoop, asyncio.Semaphore] = {}
         self.engine = make_engine(url, pool_size=pool_size)
+        # Per database (the same test as is_postgres, for code holding no session).
         self.is_sqlite = self.engine.dialect.name == "sqlite"
         self._sessions = sessionmaker(self.engine, expire_on_commit=False, autoflush=False)
         # Write sessions on SQLite begin with BEGIN IMMEDIATE, lazily, at their

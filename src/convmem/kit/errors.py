@@ -17,7 +17,6 @@
     │   ├── ProfileNotFound           404  520009
     │   ├── IdentifierNotFound        404  520014
     │   └── IdentifierValueNotFound   404  520017
-    ├── MethodNotAllowed              405  20405
     ├── Conflict                      409  20409
     │   ├── StoreNotActive            409  520042
     │   ├── StoreNameTaken            409  520045
@@ -29,8 +28,10 @@
     ├── PreconditionFailed            412  520043
     ├── PayloadTooLarge               413  20413
     ├── UnsupportedMediaType          415  20415
-    ├── TooManyRequests               429  20429   (+ Retry-After)
-    └── InternalError                 500  20500
+    └── TooManyRequests               429  20429   (+ Retry-After)
+
+Errors raised by Starlette itself (404 of an unknown route, 405) are rendered
+in the same shape by app.install_error_handlers.
 
 Body: {"code": int, "message": str, "more_info": url, "status": int}.
 
@@ -151,12 +152,6 @@ class IdentifierValueNotFound(NotFound):
     default_message = "Identifier value not found"
 
 
-class MethodNotAllowed(ConvmemError):
-    status = 405
-    code = 20405
-    default_message = "Method not allowed"
-
-
 class Conflict(ConvmemError):
     status = 409
     code = 20409
@@ -221,10 +216,6 @@ class TooManyRequests(ConvmemError):
     default_message = (
         "Too many requests. Please retry according to the Retry-After response header."
     )
-
-
-class InternalError(ConvmemError):
-    pass
 
 
 class ProfileMoved(Exception):

@@ -5,18 +5,21 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import enum
+import functools
 import hashlib
 import random
 from collections.abc import AsyncIterator, Callable
 from typing import Annotated, Any, TypeVar
 
 import orjson
+from anyio import to_thread
 from fastapi import Depends, Request
 from fastapi.responses import JSONResponse as _JSONResponse
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
-from convmem.kit.context import get_context
+from convmem.kit.context import AppContext, get_context
 from convmem.kit.db import MAX_TRANSACTION_ATTEMPTS, WriterBusy, is_retryable
 from convmem.kit.errors import PreconditionFailed, WriteConflict
 
@@ -134,35 +137,43 @@ def accepted(
     )
 
 
+class Mode(enum.Enum):
+    """What a data-plane unit of work does, declared by its endpoint's dependency."""
+
+    READ = "read"
+    WRITE = "write"
+    # Large writes (bulk upserts): never on the event loop, on either backend,
+    # so other requests keep being answered meanwhile.
+    BULK = "bulk"
+
+
 class Transaction:
     """Runs a data-plane unit of work (sync code) in one transaction.
 
     Used instead of SessionDep on hot paths, where each sync dependency would
     cost a thread hand-off of a few hundred microseconds. Where the work runs:
 
-    - PostgreSQL: on the event loop through psycopg's async driver;
-    - SQLite reads: on the event loop (WAL readers never wait on a lock);
-    - SQLite writes: on the event loop when the write lock is free at once,
+    - READ and WRITE on PostgreSQL: on the event loop, through psycopg's async
+      driver (statements wait for the network without holding a thread);
+    - READ on SQLite: on the event loop (WAL readers never wait on a lock);
+    - WRITE on SQLite: on the event loop when the write lock is free at once,
       else on a worker thread that waits for it;
-    - heavy work (bulk writes) on SQLite: always on a worker thread.
+    - BULK: on a worker thread (`ctx.threads`), on both backends.
     """
 
-    def __init__(self, request: Request, *, write: bool) -> None:
-        self.ctx = get_context(request)
-        self.write = write
+    def __init__(self, ctx: AppContext, mode: Mode) -> None:
+        self.ctx = ctx
+        self.mode = mode
 
-    async def run(
-        self, work: Callable[[Session], T], *, read_only: bool = False, heavy: bool = False
-    ) -> T:
-        """`heavy` work (bulk writes) never runs on the event loop, so other
-        requests keep being answered meanwhile.
+    async def run(self, work: Callable[[Session], T]) -> T:
+        """Run `work` in one transaction and return its result.
 
         A transaction that deadlocked, failed to serialize or saw its profiles
         change under it is rolled back and run again from the start (so it takes
         its locks afresh, in order); after a few attempts the client gets 409."""
         for attempt in range(1, MAX_TRANSACTION_ATTEMPTS + 1):
             try:
-                return await self._run_once(work, read_only=read_only, heavy=heavy)
+                return await self._run_once(work)
             except Exception as exc:
                 if not is_retryable(exc):
                     raise
@@ -172,16 +183,16 @@ class Transaction:
             await asyncio.sleep(random.uniform(0, 0.002 * 2**attempt))
         raise AssertionError("unreachable")
 
-    async def _run_once(self, work: Callable[[Session], T], *, read_only: bool, heavy: bool) -> T:
-        if not self.ctx.db.is_sqlite:
-            return await self.ctx.db.run_async(work)
-        write = self.write and not read_only
-        if heavy:
-            if not write:
-                return await run_in_threadpool(self._run, work, write=False)
+    async def _run_once(self, work: Callable[[Session], T]) -> T:
+        db = self.ctx.db
+        if self.mode is Mode.BULK:
+            if not db.is_sqlite:
+                return await self._in_thread(work, write=True)
             async with self.ctx.write_gate():
-                return await run_in_threadpool(self._run, work, write=True)
-        if not write:
+                return await self._in_thread(work, write=True)
+        if not db.is_sqlite:
+            return await db.run_async(work)
+        if self.mode is Mode.READ:
             # SQLite reads in WAL mode never wait on a lock and are CPU-bound
             # under the GIL, so they run right here: no thread hand-off at all.
             return self._run(work, write=False)
@@ -192,12 +203,13 @@ class Transaction:
             try:
                 return self._run(work, write=True, nowait=True)
             except WriterBusy:
-                return await run_in_threadpool(self._run, work, write=True)
+                return await self._in_thread(work, write=True)
+
+    async def _in_thread(self, work: Callable[[Session], T], *, write: bool) -> T:
+        return await to_thread.run_sync(
+            functools.partial(self._run, work, write=write), limiter=self.ctx.threads
+        )
 
     def _run(self, work: Callable[[Session], T], *, write: bool = False, nowait: bool = False) -> T:
         with self.ctx.db.transaction(write=write, nowait=nowait) as session:
             return work(session)
-
-
-def transaction_for(request: Request) -> Transaction:
-    return Transaction(request, write=request.method not in _READ_METHODS)

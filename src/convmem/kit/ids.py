@@ -10,7 +10,7 @@ import re
 from typing import Final
 
 import uuid_utils
-from typeid import _base32
+from typeid.codecs import base32
 
 from convmem.kit.errors import BadRequest
 
@@ -33,7 +33,7 @@ _SUFFIX = "[0-7][0-9a-z]{25}"
 def new_id(prefix: str) -> str:
     # uuid_utils' uuid7 is monotonic within a process, so ids made in the same
     # millisecond still sort in creation order.
-    return f"{prefix}_{_base32.encode(uuid_utils.uuid7().bytes)}"
+    return f"{prefix}_{base32.encode(uuid_utils.uuid7().bytes)}"
 
 
 def matcher(*prefixes: str) -> re.Pattern[str]:

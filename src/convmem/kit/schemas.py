@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Annotated, Any
+from typing import Any
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
 
 def _drop_nulls(data: Any) -> Any:
@@ -47,4 +47,29 @@ def timestamp(value: dt.datetime) -> str:
     return value.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-LowerStr = Annotated[str, Lower]
+# Response shapes. Endpoints build their JSON directly (the hot path skips
+# model serialization); these document it in convmem's own /openapi.json.
+
+
+class ErrorBody(BaseModel):
+    code: int = Field(examples=[520046])
+    message: str
+    more_info: str
+    status: int = Field(examples=[400])
+
+
+class Meta(BaseModel):
+    key: str
+    pageSize: int
+    nextToken: str | None = None
+    previousToken: str | None = None
+
+
+class Accepted(BaseModel):
+    message: str
+
+
+# Errors every authenticated route may answer.
+ERRORS: dict[int | str, dict[str, Any]] = {
+    status: {"model": ErrorBody} for status in (400, 401, 404, 405, 409, 413, 429)
+}

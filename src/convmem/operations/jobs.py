@@ -1,7 +1,9 @@
-"""The job registry and the context a job runs in.
+"""What a background job is and the context it runs in.
 
-A job is a function `(ctx: JobContext) -> None` registered under an operation
-kind. It does its work in `ctx.step()` transactions. Each step also saves
+A job is a function `(ctx: JobContext) -> None` handling one operation kind.
+Each domain lists its handlers in its `tasks.py` (`JOBS`), and the composition
+root (`convmem.wiring.jobs`) hands them all to the workers. A job does its
+work in `ctx.step()` transactions. Each step also saves
 `ctx.checkpoint` and verifies the worker still holds the lease, in the same
 transaction as the work, so a step's effect and its checkpoint commit together
 or not at all: a worker killed mid-step leaves nothing half-applied and the
@@ -13,7 +15,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from sqlalchemy.orm import Session
@@ -22,19 +24,7 @@ from convmem.kit.db import Database, utcnow
 from convmem.operations import repository, status
 
 JobHandler = Callable[["JobContext"], None]
-_REGISTRY: dict[str, JobHandler] = {}
-
-
-def job(kind: str) -> Callable[[JobHandler], JobHandler]:
-    def register(handler: JobHandler) -> JobHandler:
-        _REGISTRY[kind] = handler
-        return handler
-
-    return register
-
-
-def handler_for(kind: str) -> JobHandler | None:
-    return _REGISTRY.get(kind)
+JobHandlers = Mapping[str, JobHandler]
 
 
 class LeaseLost(Exception):

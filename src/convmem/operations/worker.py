@@ -16,7 +16,7 @@ import traceback
 from convmem.kit import ids
 from convmem.kit.db import Database, utcnow
 from convmem.operations import repository, status
-from convmem.operations.jobs import JobContext, JobFailed, LeaseLost, handler_for
+from convmem.operations.jobs import JobContext, JobFailed, JobHandlers, LeaseLost
 from convmem.settings import Settings
 
 log = logging.getLogger("convmem.worker")
@@ -24,17 +24,13 @@ log = logging.getLogger("convmem.worker")
 MAX_BACKOFF_SECONDS = 300.0
 
 
-def _load_jobs() -> None:
-    # Importing a domain's tasks module registers its jobs.
-    import convmem.profiles.tasks
-    import convmem.stores.tasks  # noqa: F401
-
-
 class Worker:
-    def __init__(self, db: Database, settings: Settings, *, name: str | None = None) -> None:
-        _load_jobs()
+    def __init__(
+        self, db: Database, settings: Settings, jobs: JobHandlers, *, name: str | None = None
+    ) -> None:
         self.db = db
         self.settings = settings
+        self.jobs = jobs
         self.owner = name or f"{socket.gethostname()}:{os.getpid()}:{ids.new_id('w')[-8:]}"
 
     def run_forever(self, stop: threading.Event) -> None:
@@ -75,7 +71,7 @@ class Worker:
             # Its workers kept dying mid-job (each takeover counts an attempt).
             self._fail(op.id, JobFailed(f"Gave up after {max_attempts} attempts"))
             return True
-        handler = handler_for(op.kind)
+        handler = self.jobs.get(op.kind)
         if handler is None:
             self._fail(op.id, JobFailed(f"No handler for operation kind '{op.kind}'"))
             return True
@@ -175,15 +171,16 @@ class Worker:
 class WorkerPool:
     """Worker threads of one process; `convmem serve` runs one in-process."""
 
-    def __init__(self, db: Database, settings: Settings) -> None:
+    def __init__(self, db: Database, settings: Settings, jobs: JobHandlers) -> None:
         self.db = db
         self.settings = settings
+        self.jobs = jobs
         self.stop = threading.Event()
         self.threads: list[threading.Thread] = []
 
     def start(self) -> None:
         for n in range(self.settings.worker_threads):
-            worker = Worker(self.db, self.settings)
+            worker = Worker(self.db, self.settings, self.jobs)
             thread = threading.Thread(
                 target=worker.run_forever, args=(self.stop,), daemon=True, name=f"worker-{n}"
             )

@@ -8,9 +8,8 @@ from sqlalchemy.orm import Session
 
 from convmem.identity.normalize import normalize_field
 from convmem.kit.errors import IdentifierNotFound, IdentifierValueNotFound, ValidationFailed
-from convmem.profiles import engine
+from convmem.profiles import engine, store_schema
 from convmem.profiles import repository as repo
-from convmem.profiles import schema as store_schema
 from convmem.profiles.rules import Record, StoreSchema
 from convmem.profiles.schemas import IdentifierIn, IdentifierUpdate
 from convmem.profiles.service import configured, get_canonical

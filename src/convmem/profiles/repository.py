@@ -9,6 +9,7 @@ from typing import Any, cast
 
 import orjson
 from sqlalchemy import (
+    JSON,
     Select,
     Table,
     and_,
@@ -26,19 +27,11 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import CursorResult, Row
 from sqlalchemy.orm import Session
 
-from convmem.kit.db import Base, affected, core
+from convmem.kit.db import Base, affected, core, is_postgres
 from convmem.profiles.models import Profile, ProfileIdentifier, ProfileMerge, ProfileTrait
 from convmem.traits.models import TraitDefinition
 
 Key = tuple[str, str]
-
-
-def _dialect(session: Session) -> str:
-    return session.get_bind().dialect.name
-
-
-def _insert(dialect: str, table: Any) -> Any:
-    return (postgresql if dialect == "postgresql" else sqlite).insert(table)
 
 
 def lock_keys(session: Session, store_id: str, keys: Iterable[Key]) -> None:
@@ -47,7 +40,7 @@ def lock_keys(session: Session, store_id: str, keys: Iterable[Key]) -> None:
     Taken in sorted order so two writers never wait on each other in a cycle.
     SQLite needs none: its write transactions (BEGIN IMMEDIATE) run one at a time.
     """
-    if _dialect(session) != "postgresql":
+    if not is_postgres(session):
         return
     hashes = sorted(
         {
@@ -85,7 +78,7 @@ def lock_profiles(session: Session, store_id: str, ids: Sequence[str]) -> dict[s
     if not ids:
         return {}
     unique = sorted(set(ids))
-    if _dialect(session) != "postgresql":
+    if not is_postgres(session):
         if len(unique) == 1:
             params = {"store_id": store_id, "profile_id": unique[0]}
             return {row.id: row.merged_into for row in core(session).execute(_GET, params)}
@@ -188,8 +181,9 @@ def touch(session: Session, store_id: str, ids: Iterable[str], now: Any) -> None
 
 
 @cache
-def _upsert_traits(dialect: str) -> Any:
-    stmt = _insert(dialect, ProfileTrait.__table__)
+def _upsert_traits(postgres: bool) -> Any:
+    insert_ = postgresql.insert if postgres else sqlite.insert
+    stmt = insert_(ProfileTrait.__table__)  # type: ignore[arg-type]
     return stmt.on_conflict_do_update(
         index_elements=["store_id", "profile_id", "trait_key"],
         set_={
@@ -203,7 +197,7 @@ def _upsert_traits(dialect: str) -> Any:
 def upsert_traits(session: Session, rows: list[dict[str, Any]]) -> None:
     """Insert or overwrite trait values (one statement for the whole batch)."""
     if rows:
-        core(session).execute(_upsert_traits(_dialect(session)), rows)
+        core(session).execute(_upsert_traits(is_postgres(session)), rows)
 
 
 def delete_traits(session: Session, store_id: str, profile_id: str, keys: Iterable[str]) -> None:
@@ -287,8 +281,9 @@ def identifiers_of(
 
 
 @cache
-def _insert_identifiers(dialect: str) -> Any:
-    return _insert(dialect, ProfileIdentifier.__table__).on_conflict_do_nothing(
+def _insert_identifiers(postgres: bool) -> Any:
+    insert_ = postgresql.insert if postgres else sqlite.insert
+    return insert_(ProfileIdentifier.__table__).on_conflict_do_nothing(  # type: ignore[arg-type]
         index_elements=["store_id", "profile_id", "id_type", "value"]
     )
 
@@ -299,7 +294,7 @@ def insert_identifiers(session: Session, rows: list[dict[str, Any]]) -> int:
     Returns how many were new."""
     if not rows:
         return 0
-    result = core(session).execute(_insert_identifiers(_dialect(session)), rows)
+    result = core(session).execute(_insert_identifiers(is_postgres(session)), rows)
     return int(cast(CursorResult[Any], result).rowcount)
 
 
@@ -505,43 +500,45 @@ def delete_trait_rows(session: Session, store_id: str, rows: Sequence[Row[Any]])
 
 # PostgreSQL: the inserts of a write in one round trip, as data-modifying CTEs
 # reading their rows from JSON parameters. ON CONFLICT keeps the semantics of
-# the separate statements (traits overwrite, known identifiers stay).
-_INSERT_ROWS_PG = text(
-    """
+# the separate statements (traits overwrite, known identifiers stay). Built
+# from the tables' columns, so a new column cannot break PostgreSQL alone.
+def _from_json(table: Any, param: str) -> str:
+    """`INSERT INTO table (cols) SELECT cols FROM jsonb_to_recordset(:param)`."""
+    dialect = postgresql.dialect()  # type: ignore[no-untyped-call]
+    columns = [c.name for c in table.columns]
+    types = ", ".join(
+        f"{c.name} {'jsonb' if isinstance(c.type, JSON) else c.type.compile(dialect)}"
+        for c in table.columns
+    )
+    names = ", ".join(columns)
+    return (
+        f"INSERT INTO {table.name} ({names}) SELECT {names} "
+        f"FROM jsonb_to_recordset(CAST(:{param} AS jsonb)) AS x({types})"
+    )
+
+
+def _insert_rows_pg() -> Any:
+    traits = ProfileTrait.__table__
+    updated = ", ".join(f"{name} = excluded.{name}" for name in ("value", "updated_at", "def_key"))
+    return text(
+        f"""
 WITH
-p AS (
-  INSERT INTO profiles (store_id, id, merged_into, created_at, updated_at)
-  SELECT store_id, id, NULL, created_at, updated_at
-  FROM jsonb_to_recordset(CAST(:profiles AS jsonb))
-    AS x(store_id text, id text, created_at timestamptz, updated_at timestamptz)
-),
+p AS ({_from_json(Profile.__table__, "profiles")}),
 t AS (
-  INSERT INTO profile_traits
-    (store_id, profile_id, trait_key, group_name, name, value, updated_at, def_key)
-  SELECT store_id, profile_id, trait_key, group_name, name, value, updated_at, def_key
-  FROM jsonb_to_recordset(CAST(:traits AS jsonb))
-    AS x(store_id text, profile_id text, trait_key text, group_name text, name text,
-         value jsonb, updated_at timestamptz, def_key text)
-  ON CONFLICT (store_id, profile_id, trait_key)
-  DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at,
-                def_key = excluded.def_key
+  {_from_json(traits, "traits")}
+  ON CONFLICT (store_id, profile_id, trait_key) DO UPDATE SET {updated}
 ),
 i AS (
-  INSERT INTO profile_identifiers
-    (store_id, profile_id, id_type, value, unique_value, sort_key, fuzzy,
-     block_prefix, block_suffix, created_at)
-  SELECT store_id, profile_id, id_type, value, unique_value, sort_key, fuzzy,
-         block_prefix, block_suffix, created_at
-  FROM jsonb_to_recordset(CAST(:identifiers AS jsonb))
-    AS x(store_id text, profile_id text, id_type text, value text, unique_value text,
-         sort_key text, fuzzy boolean, block_prefix text, block_suffix text,
-         created_at timestamptz)
+  {_from_json(ProfileIdentifier.__table__, "identifiers")}
   ON CONFLICT (store_id, profile_id, id_type, value) DO NOTHING
   RETURNING 1
 )
 SELECT count(*) FROM i
 """
-)
+    )
+
+
+_INSERT_ROWS_PG = _insert_rows_pg()
 
 
 def _json_rows(rows: list[dict[str, Any]]) -> str:
@@ -556,7 +553,7 @@ def insert_rows(
 ) -> int:
     """Insert new profiles, upsert traits, add identifiers; returns how many
     identifiers were new."""
-    if _dialect(session) == "postgresql":
+    if is_postgres(session):
         params = {
             "profiles": _json_rows(profiles),
             "traits": _json_rows(traits),

@@ -3,9 +3,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Annotated, Any
 
-from pydantic import Field
+from pydantic import BaseModel, Field
 
-from convmem.kit.schemas import RequestModel, timestamp
+from convmem.kit.schemas import Accepted, Meta, RequestModel, timestamp
 from convmem.profiles.models import ProfileTrait
 
 IdType = Annotated[str, Field(min_length=2, max_length=30)]
@@ -31,6 +31,47 @@ class IdentifierUpdate(RequestModel):
     idType: IdType
     oldValue: Value
     newValue: Value
+
+
+class ProfileCreated(Accepted):
+    id: str
+
+
+class ProfileOut(BaseModel):
+    id: str
+    createdAt: str
+    traits: dict[str, dict[str, Any]]
+
+
+class ProfileIds(BaseModel):
+    profiles: list[str]
+    meta: Meta
+
+
+class TraitOut(BaseModel):
+    name: str
+    value: Any
+    traitGroup: str
+    timestamp: str
+
+
+class TraitPage(BaseModel):
+    traits: list[TraitOut]
+    meta: Meta
+
+
+class LookupOut(BaseModel):
+    normalizedValue: str
+    profiles: list[str]
+
+
+class IdentifierSet(BaseModel):
+    idType: str
+    values: list[str]
+
+
+class IdentifierSets(BaseModel):
+    identifiers: list[IdentifierSet]
 
 
 def profile_json(profile: Any, traits: Sequence[Any]) -> dict[str, Any]:

@@ -7,13 +7,13 @@ from typing import Any
 from sqlalchemy.engine import Row
 from sqlalchemy.orm import Session
 
+from convmem.identity import rules as id_rules
 from convmem.identity.normalize import normalize_field
 from convmem.kit import ids
-from convmem.kit.errors import ProfileMoved, ProfileNotFound, ValidationFailed
+from convmem.kit.errors import Conflict, ProfileMoved, ProfileNotFound, ValidationFailed
 from convmem.kit.pagination import Page, PageRequest, paginate
-from convmem.profiles import engine
+from convmem.profiles import engine, store_schema
 from convmem.profiles import repository as repo
-from convmem.profiles import schema as store_schema
 from convmem.profiles.models import Profile, ProfileTrait
 from convmem.profiles.rules import (
     Record,
@@ -144,3 +144,17 @@ def lookup(session: Session, *, store: StoreRef, id_type: str, value: str) -> tu
     normalized = normalize_field("value", value, schema.configs[id_type].normalization)
     holders = engine.find_holders(session, store.id, schema, [(id_type, normalized)])
     return normalized, sorted(holders.get((id_type, normalized), ()))[:MAX_LOOKUP_RESULTS]
+
+
+def values_stay_unique(
+    session: Session, store_id: str, before: list[dict[str, Any]], after: list[dict[str, Any]]
+) -> None:
+    """An idType may turn unique only while no value of it is shared by two
+    profiles (connected to the id_configs_changing hook)."""
+    for id_type in id_rules.turning_unique(before, after):
+        shared = repo.shared_value(session, store_id, id_type)
+        if shared is not None:
+            raise Conflict(
+                f"identifierConfigs: profiles already share the {id_type} '{shared[:80]}', "
+                "so it cannot become unique; merge or fix those profiles first"
+            )

@@ -12,9 +12,9 @@ import logging
 from sqlalchemy.orm import Session
 
 from convmem.identity import service as identity
-from convmem.operations.jobs import JobContext, job
+from convmem.operations.jobs import JobContext, JobHandlers
 from convmem.profiles import repository as repo
-from convmem.profiles.schema import id_config
+from convmem.profiles.store_schema import id_config
 from convmem.traits.service import PURGE_VALUES_KIND
 
 log = logging.getLogger("convmem.profiles")
@@ -23,7 +23,6 @@ log = logging.getLogger("convmem.profiles")
 _READ_FACTOR = 10
 
 
-@job(PURGE_VALUES_KIND)
 def purge_trait_values(ctx: JobContext) -> None:
     """Delete the values of deleted trait definitions (already hidden from reads)."""
     assert ctx.store_id is not None
@@ -47,7 +46,6 @@ def purge_trait_values(ctx: JobContext) -> None:
     log.info("trait values purged", extra={"operation": ctx.op_id, **ctx.checkpoint})
 
 
-@job(identity.REINDEX_KIND)
 def reindex_identifiers(ctx: JobContext) -> None:
     """Bring stored identifiers in line with their idType's current settings.
 
@@ -87,3 +85,9 @@ def _reindex_window(
     )
     ctx.checkpoint["updated"] = ctx.checkpoint.get("updated", 0) + len(stale)
     return None if len(rows) < window else [rows[-1].value, rows[-1].profile_id]
+
+
+JOBS: JobHandlers = {
+    PURGE_VALUES_KIND: purge_trait_values,
+    identity.REINDEX_KIND: reindex_identifiers,
+}

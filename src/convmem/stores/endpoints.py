@@ -1,20 +1,21 @@
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Annotated, TypeVar
 
 from fastapi import APIRouter, Depends, Header, Request
 from sqlalchemy.orm import Session
 
 from convmem.kit.auth import AccountSid, authenticate
+from convmem.kit.context import get_context
 from convmem.kit.http import (
     JSONResponse,
+    Mode,
     SessionDep,
     Transaction,
     accepted,
     expected_version,
     make_etag,
-    transaction_for,
 )
 from convmem.kit.inputs import BoundedRoute
 from convmem.kit.pagination import ControlPlanePage
@@ -46,8 +47,14 @@ def list_stores(
 def create_store(
     body: StoreCreate, request: Request, session: SessionDep, account_sid: AccountSid
 ) -> JSONResponse:
-    max_stores = request.app.state.ctx.settings.max_stores_per_account
-    _, op = service.create(session, account_sid=account_sid, data=body, max_stores=max_stores)
+    ctx = get_context(request)
+    _, op = service.create(
+        session,
+        account_sid=account_sid,
+        data=body,
+        max_stores=ctx.settings.max_stores_per_account,
+        hooks=ctx.hooks,
+    )
     return accepted(
         request,
         operation_id=op.id,
@@ -96,37 +103,37 @@ def delete_store(store: StoreDep, request: Request, session: SessionDep) -> JSON
 
 class StoreWork:
     """Runs data-plane work against the request's ACTIVE store in one
-    transaction and one thread hop (see kit.http.Transaction)."""
+    transaction (see kit.http.Transaction for where it runs)."""
 
     def __init__(self, tx: Transaction, account_sid: str, store_id: str) -> None:
         self.tx, self.account_sid, self.store_id = tx, account_sid, store_id
 
-    async def __call__(
-        self,
-        work: Callable[[Session, StoreRef], T],
-        *,
-        read_only: bool = False,
-        heavy: bool = False,
-    ) -> T:
-        """Run `work`; `read_only` marks a POST that only reads (Lookup), `heavy`
-        work that must not hold the event loop (bulk writes)."""
+    async def __call__(self, work: Callable[[Session, StoreRef], T]) -> T:
+        schemas = self.tx.ctx.schemas
 
         def unit(session: Session) -> T:
+            session.info["schemas"] = schemas
             store = service.get_active(
                 session, account_sid=self.account_sid, store_id=self.store_id
             )
             return work(session, store)
 
-        return await self.tx.run(unit, read_only=read_only, heavy=heavy)
+        return await self.tx.run(unit)
 
 
-async def store_work(storeId: str, request: Request) -> StoreWork:
-    # One dependency instead of three nested ones: FastAPI's dependency
-    # resolution is a measurable share of a hot request.
-    account_sid = await authenticate(request)
-    service.check_id(storeId)
-    return StoreWork(transaction_for(request), account_sid, storeId)
+def _store_work(mode: Mode) -> Callable[[str, Request], Awaitable[StoreWork]]:
+    async def dependency(storeId: str, request: Request) -> StoreWork:
+        # One dependency instead of three nested ones: FastAPI's dependency
+        # resolution is a measurable share of a hot request.
+        account_sid = await authenticate(request)
+        service.check_id(storeId)
+        return StoreWork(Transaction(get_context(request), mode), account_sid, storeId)
+
+    return dependency
 
 
-# Data-plane routes: `await run(lambda session, store: ...)` (409, 520042 unless ACTIVE).
-StoreWorkDep = Annotated[StoreWork, Depends(store_work)]
+# Data-plane routes declare what their work does, and that decides where it
+# runs: `await run(lambda session, store: ...)` (409, 520042 unless ACTIVE).
+StoreRead = Annotated[StoreWork, Depends(_store_work(Mode.READ))]
+StoreWrite = Annotated[StoreWork, Depends(_store_work(Mode.WRITE))]
+StoreBulk = Annotated[StoreWork, Depends(_store_work(Mode.BULK))]

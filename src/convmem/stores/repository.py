@@ -8,14 +8,14 @@ from sqlalchemy import Select, Table, bindparam, delete, func, select, tuple_, u
 from sqlalchemy.orm import Session
 
 from convmem.accounts.models import Account
-from convmem.kit.db import Base, affected, bump_version, core
+from convmem.kit.db import Base, affected, bump_version, core, is_postgres
 from convmem.stores.models import Store, StoreRef
 
 
 def lock_account(session: Session, account_sid: str) -> None:
     """Serialize store creation per account (a no-op lock on SQLite, whose
     write transactions are already serialized by BEGIN IMMEDIATE)."""
-    if session.get_bind().dialect.name != "sqlite":
+    if is_postgres(session):
         session.execute(select(Account.sid).where(Account.sid == account_sid).with_for_update())
 
 
@@ -131,5 +131,5 @@ def delete_row(session: Session, store_id: str) -> None:
 def lock_store(session: Session, store_id: str) -> None:
     """Serialize control-plane changes within one store (counts, merges of
     trait maps). On SQLite, BEGIN IMMEDIATE already serializes writers."""
-    if session.get_bind().dialect.name != "sqlite":
+    if is_postgres(session):
         session.execute(select(Store.id).where(Store.id == store_id).with_for_update())

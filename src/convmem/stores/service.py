@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from sqlalchemy.orm import Session
 
-from convmem.identity import service as identity
 from convmem.kit import ids
 from convmem.kit.db import utcnow
 from convmem.kit.errors import (
@@ -15,13 +14,13 @@ from convmem.kit.errors import (
     StoreNotActive,
     StoreNotFound,
 )
+from convmem.kit.hooks import Hooks
 from convmem.kit.pagination import Page, PageRequest, paginate
 from convmem.operations import service as operations
 from convmem.operations.models import Operation
 from convmem.stores import repository
 from convmem.stores.models import ACTIVE, Store, StoreRef
 from convmem.stores.schemas import StoreCreate, StorePatch
-from convmem.traits import service as traits
 
 DELETE_KIND = "store.delete"
 
@@ -61,8 +60,10 @@ def list_ids(session: Session, *, account_sid: str, page: PageRequest) -> Page[s
 
 
 def create(
-    session: Session, *, account_sid: str, data: StoreCreate, max_stores: int
+    session: Session, *, account_sid: str, data: StoreCreate, max_stores: int, hooks: Hooks
 ) -> tuple[Store, Operation]:
+    """Create a store; `hooks.store_created` adds what every store starts with
+    (identity resolution settings, the Contact trait group)."""
     repository.lock_account(session, account_sid)
     if repository.count_live(session, account_sid=account_sid) >= max_stores:
         raise StoreLimitExceeded(f"An account can have at most {max_stores} Memory Stores")
@@ -81,8 +82,7 @@ def create(
         updated_at=now,
     )
     repository.add(session, store)
-    identity.create_defaults(session, store_id=store.id)
-    traits.create_defaults(session, store_id=store.id)
+    hooks.store_created(session, store.id)
     op = operations.record_completed(
         session,
         account_sid=account_sid,

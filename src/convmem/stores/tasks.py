@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import logging
 
-from convmem.operations.jobs import JobContext, JobFailed, job
+from convmem.operations.jobs import JobContext, JobFailed, JobHandlers
 from convmem.stores import repository
 from convmem.stores.service import DELETE_KIND
 
 log = logging.getLogger("convmem.stores")
 
 
-@job(DELETE_KIND)
 def purge_store(ctx: JobContext) -> None:
     store_id = ctx.payload["storeId"]
     with ctx.db.transaction(write=False) as session:
@@ -36,3 +35,6 @@ def purge_store(ctx: JobContext) -> None:
         repository.delete_row(session, store_id)
         ctx.finish(resource_id=store_id)
     log.info("store purged", extra={"store": store_id, "deleted": deleted})
+
+
+JOBS: JobHandlers = {DELETE_KIND: purge_store}

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy.orm import Session
 
+from convmem.identity import rules as id_rules
 from convmem.identity import service as identity
 from convmem.kit import ids
 from convmem.kit.db import utcnow
@@ -71,7 +74,18 @@ def _group(
     )
 
 
-def create_defaults(session: Session, *, store_id: str) -> None:
+def keep_promotions(
+    session: Session, store_id: str, before: list[dict[str, Any]], after: list[dict[str, Any]]
+) -> None:
+    """Identity settings may not drop an idType a trait still promotes to
+    (connected to the id_configs_changing hook)."""
+    id_rules.check_promotions_kept(
+        repository.promotions(session, store_id=store_id), {c["idType"] for c in after}
+    )
+
+
+def create_defaults(session: Session, store_id: str) -> None:
+    """A new store's Contact trait group (connected to the store_created hook)."""
     group = defaults.CONTACT_GROUP
     repository.add(session, _group(store_id, group, defaults.CONTACT_DESCRIPTION, system=True))
     repository.add(

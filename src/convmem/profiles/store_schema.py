@@ -1,4 +1,9 @@
-"""Loading a store's schema (trait definitions + identity settings)."""
+"""What a store accepts (its trait definitions and identity settings), loaded
+once per schema version.
+
+The cache belongs to the app (`AppContext.schemas`); data-plane transactions
+hand it over in `session.info["schemas"]`. Without one (jobs, scripts) the
+schema is read from the database each time."""
 
 from __future__ import annotations
 
@@ -23,20 +28,22 @@ def id_config(config: dict[str, object]) -> IdConfig:
     )
 
 
-# store id -> (schema_version, schema). Reads check the version on the store
-# row they already loaded, so a change made by any process is seen at once.
-_CACHE: dict[str, tuple[int, StoreSchema]] = {}
+# The cache maps store id -> (schema_version, schema). Reads check the version
+# on the store row they already loaded, so a change made by any process is
+# seen at once.
 _CACHE_LIMIT = 10_000
 
 
 def load(session: Session, store: StoreRef) -> StoreSchema:
-    cached = _CACHE.get(store.id)
+    cache: dict[str, tuple[int, StoreSchema]] | None = session.info.get("schemas")
+    cached = cache.get(store.id) if cache is not None else None
     if cached is not None and cached[0] == store.schema_version:
         return cached[1]
     schema = _read(session, store.id)
-    if len(_CACHE) >= _CACHE_LIMIT:
-        _CACHE.clear()
-    _CACHE[store.id] = (store.schema_version, schema)
+    if cache is not None:
+        if len(cache) >= _CACHE_LIMIT:
+            cache.clear()
+        cache[store.id] = (store.schema_version, schema)
     return schema
 
 
