@@ -1,10 +1,15 @@
 from __future__ import annotations
 
+import json
+import os
 import re
+import subprocess
+import sys
 import time
 from pathlib import Path
 
 import httpx2 as httpx
+import pytest
 from typer.testing import CliRunner
 
 from convmem.cli import app
@@ -37,7 +42,7 @@ def test_migrate_accounts_and_keys(tmp_path: Path) -> None:
     missing = runner.invoke(
         app, ["keys", "create", "--account", "AC" + "f" * 32, "--data-dir", str(tmp_path)]
     )
-    assert missing.exit_code == 1
+    assert missing.exit_code == 2
     assert "does not exist" in missing.output
 
 
@@ -124,3 +129,134 @@ def test_merges_command_lists_the_audit_trail(tmp_path: Path) -> None:
     )
     assert result.exit_code == 0, result.output
     assert second in result.output and first in result.output and "phone" in result.output
+
+
+def run_convmem(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "convmem", *args],
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_configuration_mistakes_are_one_line_and_exit_2(tmp_path: Path) -> None:
+    cases = [
+        ({"CONVMEM_ACCOUNT_SID": "ACnot-a-sid", "CONVMEM_AUTH_TOKEN": "t"}, "CONVMEM_ACCOUNT_SID"),
+        (
+            {"CONVMEM_DATABASE_URL": "postgresql://postgres@127.0.0.1:1/nowhere"},
+            "CONVMEM_DATABASE_URL",
+        ),
+        ({"CONVMEM_JOB_LEASE_SECONDS": "soon"}, "CONVMEM_JOB_LEASE_SECONDS"),
+        ({"CONVMEM_ACCOUNT_SID": "AC" + "0" * 32}, "CONVMEM_AUTH_TOKEN"),
+    ]
+    for env, named in cases:
+        result = run_convmem(
+            {"CONVMEM_DATA_DIR": str(tmp_path / "data"), **env}, "serve", "--port", "0"
+        )
+        assert result.returncode == 2, result.stderr
+        lines = [line for line in result.stderr.splitlines() if line.strip()]
+        assert len(lines) == 1, result.stderr
+        assert lines[0].startswith("convmem: error: ") and named in lines[0]
+        assert "Traceback" not in result.stderr + result.stdout
+
+
+def test_admin_commands_refuse_a_missing_database(tmp_path: Path) -> None:
+    missing = tmp_path / "nowhere"
+    for args in (["accounts", "list"], ["keys", "list"], ["merges", "mem_store_" + "0" * 26]):
+        result = runner.invoke(app, [*args, "--data-dir", str(missing)])
+        assert result.exit_code == 2, result.output
+        assert "no convmem database" in result.output
+    assert not missing.exists()
+
+
+def test_merges_refuses_unknown_or_malformed_stores(tmp_path: Path) -> None:
+    invoke(tmp_path, "migrate")
+    for store, says in (
+        ("mem_store_bogus", "not a store id"),
+        ("mem_store_" + "0" * 26, "no store"),
+    ):
+        result = runner.invoke(app, ["merges", store, "--data-dir", str(tmp_path)])
+        assert result.exit_code == 2
+        assert says in result.output
+
+
+def test_listings_keep_ids_whole_and_speak_json(tmp_path: Path) -> None:
+    invoke(tmp_path, "migrate")
+    sid = re.search(r"AC[0-9a-f]{32}", invoke(tmp_path, "accounts", "create", "--name", "x"))
+    assert sid
+    key = re.search(r"SK[0-9a-f]{32}", invoke(tmp_path, "keys", "create", "--account", sid[0]))
+    assert key
+    for columns in ("80", "40"):
+        narrow = runner.invoke(
+            app, ["keys", "list", "--data-dir", str(tmp_path)], env={"COLUMNS": columns}
+        )
+        assert key[0] in narrow.output and sid[0] in narrow.output
+    listed = json.loads(invoke(tmp_path, "accounts", "list", "--json"))
+    assert [a["sid"] for a in listed] == [sid[0]]
+    keys = json.loads(invoke(tmp_path, "keys", "list", "--json", "--account", sid[0]))
+    assert keys[0]["sid"] == key[0] and keys[0]["accountSid"] == sid[0]
+    assert "secret" not in json.dumps(keys).lower()
+
+
+def test_revoked_keys_and_rotated_tokens_stop_working(tmp_path: Path) -> None:
+    process, url = start_server(tmp_path, CONVMEM_CREDENTIAL_CACHE_SECONDS="0")
+    try:
+        sid = base_env(tmp_path)["CONVMEM_ACCOUNT_SID"]
+        created = invoke(tmp_path, "keys", "create", "--account", sid)
+        key = re.search(r"API key SID: (SK[0-9a-f]{32})", created)
+        secret = re.search(r"Secret:\s+([0-9a-f]{32})", created)
+        assert key and secret
+        stores = f"{url}/v1/ControlPlane/Stores"
+        assert httpx.get(stores, auth=(key[1], secret[1])).status_code == 200
+        revoked = invoke(tmp_path, "keys", "revoke", key[1])
+        assert "CONVMEM_CREDENTIAL_CACHE_SECONDS" in revoked
+        assert httpx.get(stores, auth=(key[1], secret[1])).status_code == 401
+        assert (
+            runner.invoke(app, ["keys", "revoke", key[1], "--data-dir", str(tmp_path)]).exit_code
+            == 2
+        )
+
+        old = base_env(tmp_path)["CONVMEM_AUTH_TOKEN"]
+        rotated = invoke(tmp_path, "accounts", "rotate-token", sid)
+        token = re.search(r"Auth token:\s+([0-9a-f]{32})", rotated)
+        assert token
+        assert httpx.get(stores, auth=(sid, old)).status_code == 401
+        assert httpx.get(stores, auth=(sid, token[1])).status_code == 200
+    finally:
+        process.stop()
+
+
+def test_help_shows_defaults_and_no_type_noise() -> None:
+    result = runner.invoke(app, ["serve", "--help"])
+    assert result.exit_code == 0
+    assert "127.0.0.1" in result.output and "8000" in result.output
+    assert "<bool>" not in result.output
+    assert "--help" in result.output
+
+
+def test_log_lines_carry_the_request_in_both_formats(capsys: pytest.CaptureFixture[str]) -> None:
+    import logging
+
+    from convmem.kit import logging as logs
+
+    request = {"method": "GET", "route": "/v1/x", "status": 200, "ms": 1.5, "account": "ACx"}
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    try:
+        logs.configure("INFO", "console")
+        logging.getLogger("convmem.access").info("request", extra=request)
+        logs.configure("INFO", "json")
+        logging.getLogger("uvicorn.error").info(
+            "Started", extra={"color_message": "\x1b[36mStarted\x1b[0m"}
+        )
+    finally:
+        root.handlers[:] = handlers
+        root.setLevel(level)
+    console_line, json_line = capsys.readouterr().err.strip().splitlines()
+    for part in ("GET", "route=/v1/x", "status=200", "ms=1.5", "account=ACx"):
+        assert part in console_line
+    assert "color_message" not in json_line and "\x1b" not in json_line
+    assert json.loads(json_line)["msg"] == "Started"

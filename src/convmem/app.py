@@ -223,12 +223,3 @@ def create_app(
         app.include_router(router)
     app.state.route_methods = _route_methods(routers)
     return app
-
-
-def app_from_env() -> FastAPI:
-    """The app of one of several server processes (`convmem serve --processes N`)."""
-    from convmem.kit import logging as logs
-
-    settings = Settings()
-    logs.configure(settings.log_level, settings.log_format)
-    return create_app(settings, run_workers=settings.run_workers)

@@ -1,57 +1,143 @@
-"""The `convmem` command: serve, worker, migrate, accounts, keys."""
+"""The `convmem` command: serve, worker, migrate, accounts, keys, merges.
+
+A configuration mistake ends in one line on stderr saying what is wrong and
+how to fix it, and exit code 2; never a traceback.
+"""
 
 from __future__ import annotations
 
+import json
+import logging
 import os
 import signal
+import socket
+import sys
 import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager, suppress
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, NoReturn
 
 import typer
+from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError
 
 from convmem import migrate as migrations
 from convmem.accounts import service as accounts
+from convmem.accounts.secrets import ACCOUNT_SID
 from convmem.kit import logging as logs
 from convmem.kit.db import Database
+from convmem.kit.errors import ConvmemError
 from convmem.settings import Settings
 
-app = typer.Typer(no_args_is_help=True, help="convmem: Conversation Memory server.")
-accounts_app = typer.Typer(no_args_is_help=True, help="Manage accounts.")
-keys_app = typer.Typer(no_args_is_help=True, help="Manage API keys.")
+app = typer.Typer(
+    no_args_is_help=True,
+    help="convmem: Conversation Memory server.",
+    rich_markup_mode=None,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+accounts_app = typer.Typer(no_args_is_help=True, help="Manage accounts.", rich_markup_mode=None)
+keys_app = typer.Typer(no_args_is_help=True, help="Manage API keys.", rich_markup_mode=None)
 app.add_typer(accounts_app, name="accounts")
 app.add_typer(keys_app, name="keys")
 console = Console()
+errors = Console(stderr=True)
 
 DataDir = Annotated[
     Path | None,
-    typer.Option("--data-dir", help="Data directory (default ./convmem-data, CONVMEM_DATA_DIR)."),
+    typer.Option(
+        "--data-dir",
+        help="Data directory of the embedded SQLite database.",
+        show_default="./convmem-data, or CONVMEM_DATA_DIR",
+    ),
 ]
+AsJson = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+CACHE_NOTE = (
+    "Processes that verified it recently keep accepting it for up to "
+    "CONVMEM_CREDENTIAL_CACHE_SECONDS (default 60 s)."
+)
+
+
+def fail(message: str) -> NoReturn:
+    errors.print(f"convmem: error: {message}", highlight=False, markup=False, soft_wrap=True)
+    raise typer.Exit(2)
 
 
 def _settings(data_dir: Path | None = None, **overrides: Any) -> Settings:
     values = {k: v for k, v in overrides.items() if v is not None}
     if data_dir is not None:
         values["data_dir"] = data_dir
-    settings = Settings(**values)
+    try:
+        return Settings(**values)
+    except ValidationError as exc:
+        problem = exc.errors()[0]
+        name = "CONVMEM_" + "_".join(str(p) for p in problem["loc"]).upper()
+        fail(f"{name}: {problem['msg']} (got {str(problem.get('input'))[:60]!r})")
+
+
+def _safe_url(url: str) -> str:
+    return make_url(url).render_as_string(hide_password=True)
+
+
+def _open(settings: Settings, *, create: bool = False) -> Database:
+    """The migrated database. Only serve, worker and migrate may create it:
+    an admin command pointed at the wrong directory must not make an empty one."""
     if settings.is_sqlite:
+        path = settings.data_dir / "convmem.db"
+        if not create and not path.exists():
+            fail(
+                f"no convmem database at {path}: pass the server's --data-dir "
+                "(or CONVMEM_DATA_DIR / CONVMEM_DATABASE_URL), or run `convmem migrate` first"
+            )
         # Private to this user: it holds every store's data and the credentials.
         settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-    return settings
-
-
-def _open(settings: Settings) -> Database:
-    db = Database(settings.resolved_database_url, async_pool_size=settings.pool_size)
-    migrations.upgrade(db)
+    url = settings.resolved_database_url
+    try:
+        db = Database(url, async_pool_size=settings.pool_size)
+        migrations.upgrade(db)
+    except DBAPIError as exc:
+        reason = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
+        fail(
+            f"cannot use the database at {_safe_url(url)}: {reason[:200]}. "
+            "Check CONVMEM_DATABASE_URL and that the database server is running."
+        )
+    except Exception as exc:  # a URL SQLAlchemy cannot use, say
+        fail(f"cannot open the database at {_safe_url(url)}: {exc}")
     return db
+
+
+@contextmanager
+def _user_errors() -> Iterator[None]:
+    """A ConvmemError from a command is the user's mistake: one line, exit 2."""
+    try:
+        yield
+    except ConvmemError as exc:
+        fail(exc.message)
+
+
+def _check_account_settings(settings: Settings) -> None:
+    if bool(settings.account_sid) != bool(settings.auth_token):
+        fail("set both CONVMEM_ACCOUNT_SID and CONVMEM_AUTH_TOKEN, or neither")
+    if settings.account_sid and not ACCOUNT_SID.match(settings.account_sid):
+        fail(
+            f"CONVMEM_ACCOUNT_SID: '{settings.account_sid[:40]}' is not an account SID "
+            "('AC' followed by 32 lowercase hex digits)"
+        )
 
 
 def _bootstrap_account(settings: Settings, db: Database) -> None:
     with db.transaction() as session:
         if settings.account_sid and settings.auth_token:
-            accounts.ensure_account(session, sid=settings.account_sid, token=settings.auth_token)
+            try:
+                accounts.ensure_account(
+                    session, sid=settings.account_sid, token=settings.auth_token
+                )
+            except ConvmemError as exc:
+                fail(f"CONVMEM_ACCOUNT_SID: {exc.message}")
             return
         if accounts.has_accounts(session):
             return
@@ -61,42 +147,130 @@ def _bootstrap_account(settings: Settings, db: Database) -> None:
     console.print(f"  Auth token:  [cyan]{created.secret}[/cyan]")
 
 
+def _listing(columns: Sequence[str], rows: list[dict[str, Any]], as_json: bool) -> None:
+    """Rows as JSON lines' worth of objects, or a table that never cuts a value
+    short (ids must survive a pipe or an 80-column terminal whole)."""
+    if as_json:
+        sys.stdout.write(json.dumps(rows, indent=2) + "\n")
+        return
+    table = Table(*columns)
+    for column in table.columns:
+        column.no_wrap = True
+    for row in rows:
+        table.add_row(*(str(value if value is not None else "") for value in row.values()))
+    options = console.options.update(width=10_000)
+    width = max(console.width, console.measure(table, options=options).maximum)
+    Console(width=width, force_terminal=console.is_terminal).print(table)
+
+
 @app.command()
 def serve(
-    host: Annotated[str | None, typer.Option(help="Interface to listen on.")] = None,
-    port: Annotated[int | None, typer.Option(help="Port to listen on.")] = None,
+    host: Annotated[
+        str | None,
+        typer.Option(help="Interface to listen on.", show_default="127.0.0.1, or CONVMEM_HOST"),
+    ] = None,
+    port: Annotated[
+        int | None,
+        typer.Option(help="Port to listen on.", show_default="8000, or CONVMEM_PORT"),
+    ] = None,
     data_dir: DataDir = None,
     workers: Annotated[
-        bool | None, typer.Option("--workers/--no-workers", help="Run background workers here.")
+        bool | None,
+        typer.Option(
+            "--workers/--no-workers",
+            help="Run background workers in this process.",
+            show_default="--workers, or CONVMEM_RUN_WORKERS",
+        ),
     ] = None,
     processes: Annotated[
-        int | None, typer.Option(help="Server processes sharing the port (CONVMEM_PROCESSES).")
+        int | None,
+        typer.Option(
+            help="Server processes sharing the port.", show_default="1, or CONVMEM_PROCESSES"
+        ),
     ] = None,
 ) -> None:
     """Start the HTTP API (and, by default, background workers)."""
-    import uvicorn
-
-    from convmem.app import create_app
-
     settings = _settings(data_dir, host=host, port=port, run_workers=workers, processes=processes)
+    _check_account_settings(settings)
     logs.configure(settings.log_level, settings.log_format)
-    db = _open(settings)
+    db = _open(settings, create=True)
     _bootstrap_account(settings, db)
-    options: dict[str, Any] = {
+    if settings.processes > 1:
+        db.dispose()
+        _serve_processes(settings)
+        return
+    _serve_one(settings, db=db)
+
+
+def _uvicorn_options(settings: Settings) -> dict[str, Any]:
+    return {
         "host": settings.host,
         "port": settings.port,
         "log_config": None,
         "access_log": False,
         "timeout_graceful_shutdown": 10,
     }
-    if settings.processes > 1:
-        db.dispose()
-        # Child processes build their app from the environment: hand them our options.
-        for name, value in settings.model_dump(exclude_none=True).items():
-            os.environ[f"CONVMEM_{name.upper()}"] = str(value)
-        uvicorn.run("convmem.app:app_from_env", factory=True, workers=settings.processes, **options)
-        return
-    uvicorn.run(create_app(settings, db=db, run_workers=settings.run_workers), **options)
+
+
+def _serve_one(settings: Settings, *, db: Database | None = None, sock: Any = None) -> None:
+    import uvicorn
+
+    from convmem.app import create_app
+
+    application = create_app(settings, db=db, run_workers=settings.run_workers)
+    config = uvicorn.Config(application, **_uvicorn_options(settings))
+    server = uvicorn.Server(config)
+    if sock is None:
+        server.run()
+    else:
+        server.run(sockets=[sock])
+
+
+def _serve_processes(settings: Settings) -> None:
+    """N server processes on one listening socket. Each child is forked with
+    the parent's Settings object, so nothing travels through the environment;
+    a child that dies is replaced, and SIGTERM/SIGINT stop them all."""
+    try:
+        sock = socket.create_server((settings.host, settings.port), reuse_port=False)
+    except OSError as exc:
+        fail(f"cannot listen on {settings.host}:{settings.port}: {exc.strerror}")
+    sock.set_inheritable(True)
+    children: set[int] = set()
+    stopping = threading.Event()
+
+    def spawn() -> None:
+        pid = os.fork()
+        if pid == 0:  # the child serves until it is told to stop
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            signal.signal(signal.SIGINT, signal.SIG_DFL)
+            try:
+                _serve_one(settings, sock=sock)
+            finally:
+                os._exit(0)
+        children.add(pid)
+
+    def stop(signum: int, _frame: Any) -> None:
+        stopping.set()
+        for pid in list(children):
+            with suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    for _ in range(settings.processes):
+        spawn()
+    while children:
+        try:
+            pid, _status = os.wait()
+        except ChildProcessError:
+            break
+        children.discard(pid)
+        if not stopping.is_set():
+            logging.getLogger("convmem").warning(
+                "server process exited; starting another", extra={"pid": pid}
+            )
+            spawn()
+    sock.close()
 
 
 @app.command()
@@ -107,7 +281,7 @@ def worker(data_dir: DataDir = None) -> None:
 
     settings = _settings(data_dir)
     logs.configure(settings.log_level, settings.log_format)
-    db = _open(settings)
+    db = _open(settings, create=True)
     pool = WorkerPool(db, settings, wiring.jobs())
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -119,35 +293,50 @@ def worker(data_dir: DataDir = None) -> None:
 
 @app.command()
 def migrate(data_dir: DataDir = None) -> None:
-    """Apply database migrations and exit."""
-    settings = _settings(data_dir)
-    _open(settings)
+    """Apply database migrations and exit (creating the database if needed)."""
+    _open(_settings(data_dir), create=True)
     console.print("Database is up to date.")
 
 
 @app.command()
 def merges(
-    store: Annotated[str, typer.Argument(help="Store id (mem_store_...).")],
+    store: Annotated[str, typer.Argument(help="Store id (mem_store_...).", show_default=False)],
     profile: Annotated[
         str | None, typer.Option(help="Only merges into this canonical profile.")
     ] = None,
     data_dir: DataDir = None,
+    as_json: AsJson = False,
 ) -> None:
     """Audit profile merges of a store: which ids merged into which, when, by which rule."""
     from sqlalchemy import select
 
+    from convmem.kit import ids
     from convmem.profiles.models import ProfileMerge
+    from convmem.stores.models import Store
 
+    if not ids.is_valid(ids.STORE_ID, store):
+        fail(f"'{store[:80]}' is not a store id (mem_store_ followed by 26 characters)")
     db = _open(_settings(data_dir))
     query = select(ProfileMerge).where(ProfileMerge.store_id == store)
     if profile:
         query = query.where(ProfileMerge.canonical_id == profile)
     with db.transaction(write=False) as session:
+        if session.get(Store, store) is None:
+            fail(f"no store {store} in this database")
         rows = session.scalars(query.order_by(ProfileMerge.id)).all()
-    table = Table("Merged at", "Merged profile", "Into", "Rule")
-    for row in rows:
-        table.add_row(row.merged_at.isoformat(), row.merged_id, row.canonical_id, row.rule)
-    console.print(table)
+    _listing(
+        ("Merged at", "Merged profile", "Into", "Rule"),
+        [
+            {
+                "mergedAt": row.merged_at.isoformat(),
+                "mergedId": row.merged_id,
+                "canonicalId": row.canonical_id,
+                "rule": row.rule,
+            }
+            for row in rows
+        ],
+        as_json,
+    )
 
 
 @accounts_app.command("create")
@@ -157,39 +346,91 @@ def accounts_create(
 ) -> None:
     """Create an account and print its SID and auth token (shown once)."""
     db = _open(_settings(data_dir))
-    with db.transaction() as session:
+    with _user_errors(), db.transaction() as session:
         created = accounts.create_account(session, friendly_name=name)
     console.print(f"Account SID: {created.sid}")
     console.print(f"Auth token:  {created.secret}")
 
 
 @accounts_app.command("list")
-def accounts_list(data_dir: DataDir = None) -> None:
+def accounts_list(data_dir: DataDir = None, as_json: AsJson = False) -> None:
     """List accounts."""
     db = _open(_settings(data_dir))
     with db.transaction(write=False) as session:
         rows = accounts.list_accounts(session)
-    table = Table("Account SID", "Name", "Created")
-    for row in rows:
-        table.add_row(row.sid, row.friendly_name or "", row.created_at.isoformat())
-    console.print(table)
+    _listing(
+        ("Account SID", "Name", "Created"),
+        [
+            {"sid": r.sid, "friendlyName": r.friendly_name, "createdAt": r.created_at.isoformat()}
+            for r in rows
+        ],
+        as_json,
+    )
+
+
+@accounts_app.command("rotate-token")
+def accounts_rotate_token(
+    account: Annotated[str, typer.Argument(help="Account SID (AC...).", show_default=False)],
+    data_dir: DataDir = None,
+) -> None:
+    """Give an account a new auth token (shown once); the old one stops working."""
+    db = _open(_settings(data_dir))
+    with _user_errors(), db.transaction() as session:
+        token = accounts.rotate_token(session, account_sid=account)
+    console.print(f"Auth token:  {token}")
+    console.print(f"The old token is revoked. {CACHE_NOTE}", highlight=False)
 
 
 @keys_app.command("create")
 def keys_create(
-    account: Annotated[str, typer.Option("--account", help="Account SID (AC...).")],
+    account: Annotated[
+        str, typer.Option("--account", help="Account SID (AC...).", show_default=False)
+    ],
     name: Annotated[str | None, typer.Option(help="A friendly name.")] = None,
     data_dir: DataDir = None,
 ) -> None:
     """Create an API key for an account and print its SID and secret (shown once)."""
-    from convmem.kit.errors import ConvmemError
-
     db = _open(_settings(data_dir))
-    try:
-        with db.transaction() as session:
-            created = accounts.create_api_key(session, account_sid=account, friendly_name=name)
-    except ConvmemError as exc:
-        console.print(f"[red]{exc.message}[/red]")
-        raise typer.Exit(1) from None
+    with _user_errors(), db.transaction() as session:
+        created = accounts.create_api_key(session, account_sid=account, friendly_name=name)
     console.print(f"API key SID: {created.sid}")
     console.print(f"Secret:      {created.secret}")
+
+
+@keys_app.command("list")
+def keys_list(
+    account: Annotated[
+        str | None, typer.Option("--account", help="Only this account's keys.")
+    ] = None,
+    data_dir: DataDir = None,
+    as_json: AsJson = False,
+) -> None:
+    """List API keys (never their secrets)."""
+    db = _open(_settings(data_dir))
+    with _user_errors(), db.transaction(write=False) as session:
+        rows = accounts.list_api_keys(session, account_sid=account)
+    _listing(
+        ("API key SID", "Account SID", "Name", "Created"),
+        [
+            {
+                "sid": r.sid,
+                "accountSid": r.account_sid,
+                "friendlyName": r.friendly_name,
+                "createdAt": r.created_at.isoformat(),
+            }
+            for r in rows
+        ],
+        as_json,
+    )
+
+
+@keys_app.command("revoke")
+def keys_revoke(
+    key: Annotated[str, typer.Argument(help="API key SID (SK...).", show_default=False)],
+    data_dir: DataDir = None,
+) -> None:
+    """Revoke an API key."""
+    db = _open(_settings(data_dir))
+    with _user_errors(), db.transaction() as session:
+        accounts.revoke_api_key(session, key_sid=key)
+    console.print(f"Revoked {key}. {CACHE_NOTE}", highlight=False)

@@ -22,6 +22,18 @@ def any_account(session: Session) -> bool:
     return session.scalar(select(Account.sid).limit(1)) is not None
 
 
+def list_api_keys(session: Session, *, account_sid: str | None = None) -> list[ApiKey]:
+    query = select(ApiKey).order_by(ApiKey.created_at)
+    if account_sid is not None:
+        query = query.where(ApiKey.account_sid == account_sid)
+    return list(session.scalars(query))
+
+
+def delete(session: Session, row: Account | ApiKey) -> None:
+    session.delete(row)
+    session.flush()
+
+
 def add(session: Session, row: Account | ApiKey) -> None:
     session.add(row)
     session.flush()

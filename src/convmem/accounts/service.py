@@ -79,6 +79,30 @@ def create_api_key(
     return Created(sid, secret)
 
 
+def rotate_token(session: Session, *, account_sid: str) -> str:
+    """A new auth token for the account (returned once); the old one is revoked."""
+    account = repository.get_account(session, account_sid)
+    if account is None:
+        raise NotFound(f"Account {account_sid[:40]} does not exist")
+    token = new_secret()
+    account.token_hash = hash_secret(token)
+    session.flush()
+    return token
+
+
+def list_api_keys(session: Session, *, account_sid: str | None = None) -> list[ApiKey]:
+    if account_sid is not None and repository.get_account(session, account_sid) is None:
+        raise NotFound(f"Account {account_sid[:40]} does not exist")
+    return repository.list_api_keys(session, account_sid=account_sid)
+
+
+def revoke_api_key(session: Session, *, key_sid: str) -> None:
+    key = repository.get_api_key(session, key_sid)
+    if key is None:
+        raise NotFound(f"API key {key_sid[:40]} does not exist")
+    repository.delete(session, key)
+
+
 def list_accounts(session: Session) -> list[Account]:
     return repository.list_accounts(session)
 

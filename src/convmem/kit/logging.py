@@ -8,7 +8,31 @@ from typing import Any
 
 import orjson
 
-_STANDARD = set(logging.makeLogRecord({}).__dict__) | {"message", "asctime"}
+# uvicorn adds `color_message` (its message with ANSI colours) to its records.
+_STANDARD = set(logging.makeLogRecord({}).__dict__) | {"message", "asctime", "color_message"}
+
+
+def _extras(record: logging.LogRecord) -> dict[str, Any]:
+    return {
+        key: value
+        for key, value in record.__dict__.items()
+        if key not in _STANDARD and not key.startswith("_")
+    }
+
+
+class ConsoleFormatter(logging.Formatter):
+    """`time LEVEL logger: message key=value ...` for people at a terminal."""
+
+    def __init__(self) -> None:
+        super().__init__("%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+    def format(self, record: logging.LogRecord) -> str:
+        line = super().format(record)
+        extras = " ".join(f"{key}={value}" for key, value in _extras(record).items())
+        if extras and "\n" in line:  # keep a traceback last
+            head, _, tail = line.partition("\n")
+            return f"{head} {extras}\n{tail}"
+        return f"{line} {extras}" if extras else line
 
 
 class JSONFormatter(logging.Formatter):
@@ -19,9 +43,7 @@ class JSONFormatter(logging.Formatter):
             "logger": record.name,
             "msg": record.getMessage(),
         }
-        for key, value in record.__dict__.items():
-            if key not in _STANDARD and not key.startswith("_"):
-                entry[key] = value
+        entry.update(_extras(record))
         if record.exc_info:
             entry["exc"] = self.formatException(record.exc_info)
         return orjson.dumps(entry, default=str).decode()
@@ -34,7 +56,7 @@ def configure(level: str = "INFO", fmt: str = "json") -> None:
         formatter.converter = __import__("time").gmtime
         handler.setFormatter(formatter)
     else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        handler.setFormatter(ConsoleFormatter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
@@ -43,3 +65,5 @@ def configure(level: str = "INFO", fmt: str = "json") -> None:
         logging.getLogger(name).propagate = True
     # Our middleware writes the access log, with the account and the route.
     logging.getLogger("uvicorn.access").disabled = True
+    # Migrations say what they do at INFO on every start: only problems matter.
+    logging.getLogger("alembic").setLevel(max(logging.WARNING, root.level))
