@@ -97,6 +97,12 @@ def test_serve_with_several_processes(tmp_path: Path) -> None:
             for _ in range(20)
         }
         assert len(ids) == 1  # every process resolves to the same profile
+        # Every scrape counts the requests of all processes.
+        route = 'route="/v1/Stores/{storeId}/Profiles",status="202"'
+        for _ in range(4):
+            scraped = client.get("/metrics").text
+            line = next(row for row in scraped.splitlines() if route in row)
+            assert float(line.rsplit(" ", 1)[1]) == 20, line
         client.close()
     finally:
         process.stop()

@@ -9,9 +9,11 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 import signal
 import socket
 import sys
+import tempfile
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
@@ -235,6 +237,14 @@ def _serve_processes(settings: Settings) -> None:
     except OSError as exc:
         fail(f"cannot listen on {settings.host}:{settings.port}: {exc.strerror}")
     sock.set_inheritable(True)
+    # Metrics of all processes in one scrape (prometheus_client's multiprocess
+    # mode): each child writes its counters to this directory.
+    # prometheus_client reads the variable when it is first imported, so this
+    # happens before anything imports it (the app is imported in the children).
+    metrics_dir = tempfile.mkdtemp(prefix="convmem-metrics-")
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
+    from prometheus_client import multiprocess
+
     children: set[int] = set()
     stopping = threading.Event()
 
@@ -265,12 +275,14 @@ def _serve_processes(settings: Settings) -> None:
         except ChildProcessError:
             break
         children.discard(pid)
+        multiprocess.mark_process_dead(pid, metrics_dir)  # type: ignore[no-untyped-call]
         if not stopping.is_set():
             logging.getLogger("convmem").warning(
                 "server process exited; starting another", extra={"pid": pid}
             )
             spawn()
     sock.close()
+    shutil.rmtree(metrics_dir, ignore_errors=True)
 
 
 @app.command()
