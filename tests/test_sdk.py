@@ -245,3 +245,43 @@ def test_profiles_through_the_sdk(client: Client) -> None:
         v1.profiles(store_id, profile_id).fetch()
     assert error.value.status == 404
     assert error.value.code == 520009
+
+
+def test_a_merged_away_profile_through_the_sdk(client: Client) -> None:
+    """What docs/identity.md tells SDK users: the SDK does not follow the 301,
+    and the canonical id is in the last response's header, or found by Lookup."""
+    from twilio.rest.memory.v1.lookup import LookupList
+    from twilio.rest.memory.v1.profile import ProfileList
+
+    v1 = client.memory.v1
+    store_id = create_store(client, "sdk-merges")
+    first = (
+        v1.profiles(store_id)
+        .create(ProfileList.ProfileData({"traits": {"Contact": {"email": "m1@example.com"}}}))
+        .id
+    )
+    second = (
+        v1.profiles(store_id)
+        .create(ProfileList.ProfileData({"traits": {"Contact": {"phone": "+14155550199"}}}))
+        .id
+    )
+    merged = (
+        v1.profiles(store_id)
+        .create(
+            ProfileList.ProfileData(
+                {"traits": {"Contact": {"email": "m1@example.com", "phone": "+14155550199"}}}
+            )
+        )
+        .id
+    )
+    assert merged == min(first, second)
+    gone = max(first, second)
+    moved = v1.profiles(store_id, gone).fetch()
+    assert moved.id is None and moved.traits is None
+    raw = client.request("GET", f"{client.memory.base_url}/v1/Stores/{store_id}/Profiles/{gone}")
+    assert raw.status_code == 301
+    assert raw.headers["Canonical-Profile-Id"] == merged
+    found = v1.lookup(store_id).create(
+        LookupList.Identifier({"idType": "phone", "value": "+14155550199"})
+    )
+    assert found.profiles == [merged]
