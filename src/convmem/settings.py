@@ -56,8 +56,8 @@ class Settings(BaseSettings):
     request_threads: int = Field(
         8,
         ge=1,
-        description="Threads per server process for database work off the event loop "
-        "(control plane, SQLite writes waiting for the lock, bulk upserts).",
+        description="Threads per server process for data-plane work off the event loop "
+        "(bulk upserts, SQLite writes waiting for the lock, credential checks).",
     )
     run_workers: bool = Field(
         True, description="`convmem serve` also runs background workers in-process."
