@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -23,8 +22,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from profiles import run_load, scratch_postgres, seed  # noqa: E402
-from tests.live import start_server  # noqa: E402
+from harness import each_backend, live_server  # noqa: E402
+from profiles import run_load, seed  # noqa: E402
 
 WORKLOADS = ("healthz", "create", "lookup")
 TOLERANCE = 0.15
@@ -32,34 +31,24 @@ TOLERANCE = 0.15
 
 def curve(name: str, database_url: str | None, args: argparse.Namespace) -> list[dict[str, Any]]:
     rows = []
-    with tempfile.TemporaryDirectory() as tmp:
-        data_dir = Path(tmp)
-        server, base = start_server(
-            data_dir,
-            database_url=database_url,
-            CONVMEM_ACCESS_LOG="false",
-            CONVMEM_LOG_LEVEL="WARNING",
-        )
-        try:
-            store, data = seed(base, args.seed_profiles)
-            data_file = data_dir / "seed.json"
-            data_file.write_text(json.dumps(data))
-            for workload in WORKLOADS:
-                warm = argparse.Namespace(**{**vars(args), "duration": 1, "concurrency": 8})
-                run_load(base, workload, warm, store, data_file)
-                # Rounds that visit every level in turn; the median round per
-                # level is reported, so the VM's drift hits all levels alike.
-                runs: dict[int, list[dict[str, Any]]] = {level: [] for level in args.levels}
-                for _ in range(args.rounds):
-                    for level in args.levels:
-                        load = argparse.Namespace(**{**vars(args), "concurrency": level})
-                        runs[level].append(run_load(base, workload, load, store, data_file))
-                for level, results in runs.items():
-                    median = sorted(results, key=lambda r: r["rps"])[len(results) // 2]
-                    errors = sum(r["errors"] for r in results)
-                    rows.append({"backend": name, "level": level, **median, "errors": errors})
-        finally:
-            server.stop()
+    with live_server(database_url) as (base, data_dir):
+        store, data = seed(base, args.seed_profiles)
+        data_file = data_dir / "seed.json"
+        data_file.write_text(json.dumps(data))
+        for workload in WORKLOADS:
+            warm = argparse.Namespace(**{**vars(args), "duration": 1, "concurrency": 8})
+            run_load(base, workload, warm, store, data_file)
+            # Rounds that visit every level in turn; the median round per
+            # level is reported, so the VM's drift hits all levels alike.
+            runs: dict[int, list[dict[str, Any]]] = {level: [] for level in args.levels}
+            for _ in range(args.rounds):
+                for level in args.levels:
+                    load = argparse.Namespace(**{**vars(args), "concurrency": level})
+                    runs[level].append(run_load(base, workload, load, store, data_file))
+            for level, results in runs.items():
+                median = sorted(results, key=lambda r: r["rps"])[len(results) // 2]
+                errors = sum(r["errors"] for r in results)
+                rows.append({"backend": name, "level": level, **median, "errors": errors})
     return rows
 
 
@@ -104,13 +93,7 @@ def main() -> None:
     parser.add_argument("--seed-profiles", type=int, default=2000)
     parser.add_argument("--backend", choices=["sqlite", "postgresql", "both"], default="both")
     args = parser.parse_args()
-    rows: list[dict[str, Any]] = []
-    if args.backend in ("sqlite", "both"):
-        rows += curve("sqlite", None, args)
-    if args.backend in ("postgresql", "both"):
-        with scratch_postgres() as url:
-            if url:
-                rows += curve("postgresql", url, args)
+    rows = each_backend(args, lambda name, url: curve(name, url, args))
     report(rows)
 
 

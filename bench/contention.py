@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -21,44 +20,33 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 import httpx2 as httpx  # noqa: E402
-from loadgen_run import loadgen  # noqa: E402
-from profiles import scratch_postgres  # noqa: E402
+from harness import each_backend, live_server, loadgen  # noqa: E402
 from tests.invariants import identity_violations  # noqa: E402
-from tests.live import ACCOUNT_SID, AUTH_TOKEN, start_server  # noqa: E402
+from tests.live import ACCOUNT_SID, AUTH_TOKEN  # noqa: E402
 
 from convmem.kit.db import Database  # noqa: E402
 
 
 def contend(name: str, database_url: str | None, args: argparse.Namespace) -> dict[str, Any]:
-    with tempfile.TemporaryDirectory() as tmp:
-        data_dir = Path(tmp)
-        server, base = start_server(
-            data_dir,
-            database_url=database_url,
-            CONVMEM_ACCESS_LOG="false",
-            CONVMEM_LOG_LEVEL="WARNING",
+    with live_server(database_url) as (base, data_dir):
+        with httpx.Client(base_url=base, auth=(ACCOUNT_SID, AUTH_TOKEN)) as client:
+            op = client.post("/v1/ControlPlane/Stores", json={"displayName": "contention"})
+            store_id = client.get(op.headers["Location"]).json()["result"]["id"]
+        result = loadgen(
+            base,
+            "contend",
+            duration=args.duration,
+            concurrency=args.writers,
+            store=store_id,
+            extra=["--pool", str(args.pool)],
         )
+        db = Database(database_url or f"sqlite:///{data_dir / 'convmem.db'}")
         try:
-            with httpx.Client(base_url=base, auth=(ACCOUNT_SID, AUTH_TOKEN)) as client:
-                op = client.post("/v1/ControlPlane/Stores", json={"displayName": "contention"})
-                store_id = client.get(op.headers["Location"]).json()["result"]["id"]
-            result = loadgen(
-                base,
-                "contend",
-                duration=args.duration,
-                concurrency=args.writers,
-                store=store_id,
-                extra=["--pool", str(args.pool)],
-            )
-            db = Database(database_url or f"sqlite:///{data_dir / 'convmem.db'}")
-            try:
-                violations = identity_violations(db, store_id)
-            finally:
-                db.dispose()
-            server_errors = sum(v for k, v in result["statuses"].items() if int(k) >= 500)
-            return {"backend": name, **result, "5xx": server_errors, "violations": violations}
+            violations = identity_violations(db, store_id)
         finally:
-            server.stop()
+            db.dispose()
+    server_errors = sum(v for k, v in result["statuses"].items() if int(k) >= 500)
+    return {"backend": name, **result, "5xx": server_errors, "violations": violations}
 
 
 def main() -> None:
@@ -70,13 +58,7 @@ def main() -> None:
     parser.add_argument("--pool", type=int, default=200, help="emails and phones to share")
     parser.add_argument("--backend", choices=["sqlite", "postgresql", "both"], default="both")
     args = parser.parse_args()
-    rows = []
-    if args.backend in ("sqlite", "both"):
-        rows.append(contend("sqlite", None, args))
-    if args.backend in ("postgresql", "both"):
-        with scratch_postgres() as url:
-            if url:
-                rows.append(contend("postgresql", url, args))
+    rows = each_backend(args, lambda name, url: [contend(name, url, args)])
     header = f"{'backend':<11}{'req/s':>8}{'p50 ms':>9}{'p99 ms':>9}{'5xx':>6}  statuses"
     print(header)
     print("-" * (len(header) + 20))

@@ -13,50 +13,26 @@ the median round: throughput, its ratio to the same round's baseline, latency.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import secrets
 import sys
-import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx2 as httpx
-import psycopg
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 sys.path.insert(0, str(ROOT / "bench"))
 
-from loadgen_run import loadgen  # noqa: E402
-from tests.live import ACCOUNT_SID, AUTH_TOKEN, start_server  # noqa: E402
+from harness import each_backend, live_server, loadgen  # noqa: E402
+from tests.live import ACCOUNT_SID, AUTH_TOKEN  # noqa: E402
 
-PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/test"
 TARGETS = {
     "create": {"rps": 800, "ratio": 0.3},
     "lookup": {"rps": 1500, "ratio": 0.5, "p95_ms": 20},
 }
-
-
-@contextlib.contextmanager
-def scratch_postgres() -> Iterator[str | None]:
-    """A new PostgreSQL database for one benchmark, dropped afterwards (None
-    when no server answers)."""
-    try:
-        with psycopg.connect(PG_ADMIN, autocommit=True, connect_timeout=2) as conn:
-            name = f"convmem_bench_{secrets.token_hex(3)}"
-            conn.execute(f'CREATE DATABASE "{name}"')
-    except psycopg.Error:
-        print("PostgreSQL not reachable at 127.0.0.1:5432; skipped", file=sys.stderr)
-        yield None
-        return
-    try:
-        yield f"postgresql://postgres@127.0.0.1:5432/{name}"
-    finally:
-        with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def seed(base: str, count: int) -> tuple[str, dict[str, list[str]]]:
@@ -96,31 +72,21 @@ def run_load(
 def bench_backend(
     name: str, database_url: str | None, args: argparse.Namespace
 ) -> list[dict[str, Any]]:
-    with tempfile.TemporaryDirectory() as tmp:
-        data_dir = Path(tmp)
-        server, base = start_server(
-            data_dir,
-            database_url=database_url,
-            CONVMEM_ACCESS_LOG="false",
-            CONVMEM_LOG_LEVEL="WARNING",
-            CONVMEM_PROCESSES=str(args.processes if database_url else 1),
-        )
-        try:
-            store, data = seed(base, args.seed_profiles)
-            data_file = data_dir / "seed.json"
-            data_file.write_text(json.dumps(data))
-            warm = argparse.Namespace(**{**vars(args), "duration": 1})
-            for scenario in SCENARIOS:
-                run_load(base, scenario, warm, store, data_file)
-            # Rounds of every workload, each against its own round's baseline:
-            # this VM's speed drifts, and a ratio within one round cancels it.
-            rounds = [
-                {s: run_load(base, s, args, store, data_file) for s in SCENARIOS}
-                for _ in range(args.rounds)
-            ]
-            return [summarize(name, scenario, rounds) for scenario in SCENARIOS]
-        finally:
-            server.stop()
+    processes = str(args.processes if database_url else 1)
+    with live_server(database_url, CONVMEM_PROCESSES=processes) as (base, data_dir):
+        store, data = seed(base, args.seed_profiles)
+        data_file = data_dir / "seed.json"
+        data_file.write_text(json.dumps(data))
+        warm = argparse.Namespace(**{**vars(args), "duration": 1})
+        for scenario in SCENARIOS:
+            run_load(base, scenario, warm, store, data_file)
+        # Rounds of every workload, each against its own round's baseline:
+        # this VM's speed drifts, and a ratio within one round cancels it.
+        rounds = [
+            {s: run_load(base, s, args, store, data_file) for s in SCENARIOS}
+            for _ in range(args.rounds)
+        ]
+        return [summarize(name, scenario, rounds) for scenario in SCENARIOS]
 
 
 SCENARIOS = ("healthz", "create", "fetch", "lookup")
@@ -175,13 +141,7 @@ def main() -> None:
     )
     parser.add_argument("--backend", choices=["sqlite", "postgresql", "both"], default="both")
     args = parser.parse_args()
-    results = []
-    if args.backend in ("sqlite", "both"):
-        results += bench_backend("sqlite", None, args)
-    if args.backend in ("postgresql", "both"):
-        with scratch_postgres() as url:
-            if url:
-                results += bench_backend("postgresql", url, args)
+    results = each_backend(args, lambda name, url: bench_backend(name, url, args))
     report(results)
 
 

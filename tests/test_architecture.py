@@ -8,18 +8,23 @@ import sys
 from pathlib import Path
 
 
-def test_imports_flow_one_way(repo_root: Path) -> None:
-    # import-linter reads the contract from pyproject.toml ([tool.importlinter]);
-    # function-local imports count too, so a cycle cannot hide inside a function.
+def lint_imports(root: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """import-linter with the contract of root/pyproject.toml ([tool.importlinter]);
+    function-local imports count too, so a cycle cannot hide inside a function."""
     command = shutil.which("lint-imports", path=str(Path(sys.executable).parent))
     assert command is not None, "import-linter is a dev dependency"
-    result = subprocess.run(
-        [command, "--config", str(repo_root / "pyproject.toml")],
-        cwd=repo_root,
+    return subprocess.run(
+        [command, "--config", str(root / "pyproject.toml")],
+        cwd=root,
         capture_output=True,
         text=True,
         check=False,
+        env=env,
     )
+
+
+def test_imports_flow_one_way(repo_root: Path) -> None:
+    result = lint_imports(repo_root)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "1 kept, 0 broken" in result.stdout
 
@@ -32,15 +37,6 @@ def test_the_contract_catches_an_upward_import(repo_root: Path, tmp_path: Path) 
     stores = copy / "stores" / "service.py"
     stores.write_text(stores.read_text() + "\nfrom convmem.profiles import repository  # noqa\n")
     shutil.copy(repo_root / "pyproject.toml", tmp_path / "pyproject.toml")
-    command = shutil.which("lint-imports", path=str(Path(sys.executable).parent))
-    assert command is not None
-    result = subprocess.run(
-        [command, "--config", str(tmp_path / "pyproject.toml")],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        check=False,
-        env={"PYTHONPATH": str(tmp_path / "src"), "PATH": "/usr/bin:/bin"},
-    )
+    result = lint_imports(tmp_path, env={"PYTHONPATH": str(tmp_path / "src"), "PATH": "/usr/bin"})
     assert result.returncode != 0
     assert "convmem.stores.service -> convmem.profiles.repository" in result.stdout

@@ -5,12 +5,9 @@ stored rows up."""
 
 from __future__ import annotations
 
-import secrets
-import time
 from pathlib import Path
 from typing import Any
 
-import httpx2 as httpx
 import pytest
 from sqlalchemy import func, select
 
@@ -26,8 +23,7 @@ from tests.factories import (
     operation_of,
     profiles_url,
 )
-from tests.live import ACCOUNT_SID, AUTH_TOKEN, start_server, start_worker
-from tests.test_worker_crash import JOB_ENV, op_row
+from tests.test_worker_crash import job_cluster, op_row
 
 
 def stored_values(db: Database, store_id: str, group: str) -> int:
@@ -177,18 +173,9 @@ def test_a_value_shared_by_profiles_cannot_become_unique(api: Api, db: Database)
 def test_killed_worker_purge_resumes_and_removes_each_value_once(
     backend_name: str, tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:
-    url = request.getfixturevalue("pg_url") if backend_name == "postgresql" else None
-    server, base = start_server(tmp_path, database_url=url, workers=False, **JOB_ENV)
-    workers = []
-    db = Database(url or f"sqlite:///{tmp_path / 'convmem.db'}")
-    try:
-        client = httpx.Client(base_url=base, auth=(ACCOUNT_SID, AUTH_TOKEN), timeout=60)
-        request.addfinalizer(client.close)
-        name = f"purge-{backend_name}-{secrets.token_hex(3)}"
-        op = client.get(
-            client.post(f"{STORES}", json={"displayName": name}).headers["Location"]
-        ).json()
-        store_id = op["result"]["id"]
+    with job_cluster(backend_name, tmp_path, request) as cluster:
+        client, db = cluster.client, cluster.db
+        store_id = cluster.new_store(f"purge-{backend_name}")
         client.post(
             f"{STORES}/{store_id}/TraitGroups",
             json={"displayName": "Gone", "traits": {"t": {"dataType": "STRING"}}},
@@ -204,12 +191,8 @@ def test_killed_worker_purge_resumes_and_removes_each_value_once(
         assert stored_values(db, store_id, "Gone") == profiles
 
         op_id = client.delete(f"{STORES}/{store_id}/TraitGroups/Gone").headers["Operation-Id"]
-        first = start_worker(tmp_path, database_url=url, **JOB_ENV)
-        workers.append(first)
-        deadline = time.monotonic() + 60
-        while (op_row(db, op_id).checkpoint or {}).get("deleted", 0) < 400:
-            assert time.monotonic() < deadline, first.output()
-            time.sleep(0.01)
+        first = cluster.start_worker()
+        cluster.wait(op_id, lambda op: (op.checkpoint or {}).get("deleted", 0) >= 400, 60)
         first.kill()
         killed = op_row(db, op_id)
         assert killed.status == "RUNNING", "the job finished before the worker was killed"
@@ -217,20 +200,10 @@ def test_killed_worker_purge_resumes_and_removes_each_value_once(
         assert 0 < at_kill < profiles
         assert stored_values(db, store_id, "Gone") == profiles - at_kill
 
-        second = start_worker(tmp_path, database_url=url, **JOB_ENV)
-        workers.append(second)
-        deadline = time.monotonic() + 120
-        while op_row(db, op_id).status != "COMPLETED":
-            assert time.monotonic() < deadline, second.output()
-            time.sleep(0.1)
-        final = op_row(db, op_id)
+        cluster.start_worker()
+        final = cluster.wait(op_id, lambda op: op.status == "COMPLETED", 120)
         assert final.attempts == 2
         assert final.checkpoint is not None
         assert final.checkpoint["deleted"] == profiles  # each value removed exactly once
         assert stored_values(db, store_id, "Gone") == 0
         assert stored_values(db, store_id, "Contact") == profiles
-    finally:
-        for worker in workers:
-            worker.stop()
-        server.stop()
-        db.dispose()

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import secrets
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx2 as httpx
@@ -11,7 +13,7 @@ import pytest
 
 from convmem.kit.db import Database
 from convmem.operations.models import Operation
-from tests.live import ACCOUNT_SID, AUTH_TOKEN, start_server, start_worker
+from tests.live import ACCOUNT_SID, AUTH_TOKEN, Process, start_server, start_worker
 
 JOB_ENV = {
     "CONVMEM_JOB_BATCH_SIZE": "1",  # one row per transaction: a long, fine-grained job
@@ -25,6 +27,52 @@ def op_row(db: Database, op_id: str) -> Operation:
         op = session.get(Operation, op_id)
         assert op is not None
         return op
+
+
+class JobCluster:
+    """A live server without workers, workers started on demand (to be killed),
+    an HTTP client and a direct database handle."""
+
+    def __init__(self, tmp_path: Path, url: str | None, base: str) -> None:
+        self.tmp_path, self.url = tmp_path, url
+        self.db = Database(url or f"sqlite:///{tmp_path / 'convmem.db'}")
+        self.client = httpx.Client(base_url=base, auth=(ACCOUNT_SID, AUTH_TOKEN), timeout=60)
+        self.workers: list[Process] = []
+
+    def new_store(self, prefix: str) -> str:
+        name = f"{prefix}-{secrets.token_hex(3)}"
+        location = self.client.post("/v1/ControlPlane/Stores", json={"displayName": name})
+        store_id: str = self.client.get(location.headers["Location"]).json()["result"]["id"]
+        return store_id
+
+    def start_worker(self) -> Process:
+        worker = start_worker(self.tmp_path, database_url=self.url, **JOB_ENV)
+        self.workers.append(worker)
+        return worker
+
+    def wait(self, op_id: str, done: Callable[[Operation], bool], seconds: float) -> Operation:
+        deadline = time.monotonic() + seconds
+        while not done(op := op_row(self.db, op_id)):
+            assert time.monotonic() < deadline, self.workers[-1].output()
+            time.sleep(0.01)
+        return op
+
+
+@contextlib.contextmanager
+def job_cluster(
+    backend_name: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> Iterator[JobCluster]:
+    url = request.getfixturevalue("pg_url") if backend_name == "postgresql" else None
+    server, base = start_server(tmp_path, database_url=url, workers=False, **JOB_ENV)
+    cluster = JobCluster(tmp_path, url, base)
+    try:
+        yield cluster
+    finally:
+        cluster.client.close()
+        for worker in cluster.workers:
+            worker.stop()
+        server.stop()
+        cluster.db.dispose()
 
 
 def count_rows(db: Database, store_id: str) -> int:
@@ -48,18 +96,9 @@ def count_rows(db: Database, store_id: str) -> int:
 def test_killed_worker_job_is_resumed_and_completed_exactly_once(
     backend_name: str, tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:
-    url = request.getfixturevalue("pg_url") if backend_name == "postgresql" else None
-    server, base = start_server(tmp_path, database_url=url, workers=False, **JOB_ENV)
-    workers = []
-    db = Database(url or f"sqlite:///{tmp_path / 'convmem.db'}")
-    try:
-        client = httpx.Client(base_url=base, auth=(ACCOUNT_SID, AUTH_TOKEN), timeout=30)
-        request.addfinalizer(client.close)
-        name = f"crash-{backend_name}-{secrets.token_hex(3)}"
-        op = client.get(
-            client.post("/v1/ControlPlane/Stores", json={"displayName": name}).headers["Location"]
-        ).json()
-        store_id = op["result"]["id"]
+    with job_cluster(backend_name, tmp_path, request) as cluster:
+        client, db = cluster.client, cluster.db
+        store_id = cluster.new_store(f"crash-{backend_name}")
         traits = {f"t{n}": {"dataType": "STRING"} for n in range(95)}
         for g in range(40):
             response = client.post(
@@ -72,12 +111,8 @@ def test_killed_worker_job_is_resumed_and_completed_exactly_once(
         assert initial == 40 * 95 + 40 + 9 + 1 + 1
 
         op_id = client.delete(f"/v1/ControlPlane/Stores/{store_id}").headers["Operation-Id"]
-        first = start_worker(tmp_path, database_url=url, **JOB_ENV)
-        workers.append(first)
-        deadline = time.monotonic() + 60
-        while (op_row(db, op_id).checkpoint or {}).get("batches", 0) < 300:
-            assert time.monotonic() < deadline, first.output()
-            time.sleep(0.01)
+        first = cluster.start_worker()
+        cluster.wait(op_id, lambda op: (op.checkpoint or {}).get("batches", 0) >= 300, 60)
         first.kill()
         killed = op_row(db, op_id)
         assert killed.status == "RUNNING", "the job finished before the worker was killed"
@@ -85,14 +120,8 @@ def test_killed_worker_job_is_resumed_and_completed_exactly_once(
         done_at_kill = killed.checkpoint["batches"]  # type: ignore[index]
         assert 0 < done_at_kill < initial
 
-        second = start_worker(tmp_path, database_url=url, **JOB_ENV)
-        workers.append(second)
-        deadline = time.monotonic() + 120
-        while op_row(db, op_id).status != "COMPLETED":
-            assert time.monotonic() < deadline, second.output()
-            time.sleep(0.1)
-
-        final = op_row(db, op_id)
+        cluster.start_worker()
+        final = cluster.wait(op_id, lambda op: op.status == "COMPLETED", 120)
         assert final.attempts == 2
         assert final.lease_owner is None
         assert final.checkpoint is not None
@@ -105,8 +134,3 @@ def test_killed_worker_job_is_resumed_and_completed_exactly_once(
         assert status["status"] == "COMPLETED"
         assert status["result"] == {"type": "RESOURCE_ID", "id": store_id}
         assert "job completed" not in first.output()
-    finally:
-        for worker in workers:
-            worker.stop()
-        server.stop()
-        db.dispose()
