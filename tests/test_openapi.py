@@ -27,6 +27,21 @@ def test_openapi_describes_data_plane_responses(app_client: TestClient) -> None:
     assert "202" in create
 
 
+def test_openapi_describes_control_plane_responses(app_client: TestClient) -> None:
+    paths = app_client.get("/openapi.json").json()["paths"]
+    control = {p: ops for p, ops in paths.items() if p.startswith("/v1/ControlPlane/")}
+    assert len(control) == 6
+    for path, operations in control.items():
+        for method, operation in operations.items():
+            responses = operation["responses"]
+            success = [code for code in responses if code.startswith("2")]
+            assert success, (method, path)
+            for code in success:
+                assert "$ref" in responses[code]["content"]["application/json"]["schema"]
+            if method in ("post", "patch", "put", "delete"):
+                assert success == ["202"], (method, path)
+
+
 def test_docs_page_needs_no_internet(app_client: TestClient) -> None:
     page = app_client.get("/docs")
     assert page.status_code == 200

@@ -3,16 +3,22 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 
 from convmem.identity import service
-from convmem.identity.schemas import IdentityResolutionSettingsIn, settings_json
+from convmem.identity.schemas import (
+    IdentityResolutionSettingsIn,
+    IdentityResolutionSettingsOut,
+    settings_json,
+)
 from convmem.kit.context import get_context
 from convmem.kit.http import JSONResponse, SessionDep, accepted, expected_version, make_etag
 from convmem.kit.inputs import BoundedRoute
+from convmem.kit.schemas import ERRORS, OperationAccepted
 from convmem.operations.status import TERMINAL
 from convmem.stores.endpoints import IfMatch, StoreDep
 
 router = APIRouter(
     prefix="/v1/ControlPlane/Stores/{storeId}/IdentityResolutionSettings",
     route_class=BoundedRoute,
+    responses=ERRORS,
     tags=["IdentityResolutionSettings"],
 )
 
@@ -21,7 +27,7 @@ def _etag_id(store_id: str) -> str:
     return f"{store_id}/IdentityResolutionSettings"
 
 
-@router.get("")
+@router.get("", response_model=IdentityResolutionSettingsOut)
 def fetch_settings(store: StoreDep, session: SessionDep) -> JSONResponse:
     row = service.get(session, store_id=store.id)
     return JSONResponse(
@@ -29,7 +35,7 @@ def fetch_settings(store: StoreDep, session: SessionDep) -> JSONResponse:
     )
 
 
-@router.put("")
+@router.put("", status_code=202, response_model=OperationAccepted)
 def update_settings(
     body: IdentityResolutionSettingsIn,
     store: StoreDep,

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from convmem.identity.models import IdentityResolutionSettings
 from convmem.kit.schemas import Lower, RequestModel
@@ -28,6 +28,12 @@ class IdentityResolutionSettingsIn(RequestModel):
     matchingRules: Annotated[
         list[Annotated[str, Field(max_length=30)]], Field(min_length=1, max_length=15)
     ]
+
+
+class IdentityResolutionSettingsOut(BaseModel):
+    identifierConfigs: list[dict[str, Any]]
+    matchingRules: list[str]
+    version: int
 
 
 def settings_json(row: IdentityResolutionSettings) -> dict[str, Any]:

@@ -69,7 +69,13 @@ class Accepted(BaseModel):
     message: str
 
 
+class OperationAccepted(Accepted):
+    """A control-plane write: follow statusUrl (also in Location and Operation-Id)."""
+
+    statusUrl: str
+
+
 # Errors every authenticated route may answer.
 ERRORS: dict[int | str, dict[str, Any]] = {
-    status: {"model": ErrorBody} for status in (400, 401, 404, 405, 409, 413, 429)
+    status: {"model": ErrorBody} for status in (400, 401, 404, 405, 409, 412, 413, 429)
 }

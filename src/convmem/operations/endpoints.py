@@ -5,15 +5,19 @@ from fastapi import APIRouter, Request
 from convmem.kit.auth import AccountSid
 from convmem.kit.http import JSONResponse, SessionDep, base_url
 from convmem.kit.inputs import BoundedRoute
+from convmem.kit.schemas import ERRORS
 from convmem.operations import service, status
-from convmem.operations.schemas import operation_status
+from convmem.operations.schemas import OperationOut, operation_status
 
 router = APIRouter(
-    prefix="/v1/ControlPlane/Operations", route_class=BoundedRoute, tags=["Operations"]
+    prefix="/v1/ControlPlane/Operations",
+    route_class=BoundedRoute,
+    responses=ERRORS,
+    tags=["Operations"],
 )
 
 
-@router.get("/{operationId}")
+@router.get("/{operationId}", response_model=OperationOut)
 def fetch_operation(
     operationId: str, request: Request, session: SessionDep, account_sid: AccountSid
 ) -> JSONResponse:

@@ -2,9 +2,22 @@ from __future__ import annotations
 
 from typing import Any
 
+from pydantic import BaseModel
+
 from convmem.kit.schemas import timestamp
 from convmem.operations import status
 from convmem.operations.models import Operation
+
+
+class OperationOut(BaseModel):
+    operationId: str
+    status: str
+    createdAt: str
+    completedAt: str | None = None
+    statusUrl: str
+    result: dict[str, Any] | None = None
+    resultUrl: str | None = None
+    error: dict[str, Any] | None = None
 
 
 def operation_status(op: Operation, *, base_url: str) -> dict[str, Any]:

@@ -19,11 +19,14 @@ from convmem.kit.http import (
 )
 from convmem.kit.inputs import BoundedRoute
 from convmem.kit.pagination import ControlPlanePage
+from convmem.kit.schemas import ERRORS, OperationAccepted
 from convmem.stores import service
 from convmem.stores.models import Store, StoreRef
-from convmem.stores.schemas import StoreCreate, StorePatch, store_json
+from convmem.stores.schemas import StoreCreate, StoreIds, StoreOut, StorePatch, store_json
 
-router = APIRouter(prefix="/v1/ControlPlane/Stores", route_class=BoundedRoute, tags=["Store"])
+router = APIRouter(
+    prefix="/v1/ControlPlane/Stores", route_class=BoundedRoute, tags=["Store"], responses=ERRORS
+)
 T = TypeVar("T")
 
 
@@ -35,7 +38,7 @@ StoreDep = Annotated[Store, Depends(current_store)]
 IfMatch = Annotated[str | None, Header(alias="If-Match", max_length=100)]
 
 
-@router.get("")
+@router.get("", response_model=StoreIds)
 def list_stores(
     session: SessionDep, account_sid: AccountSid, page: ControlPlanePage
 ) -> JSONResponse:
@@ -43,7 +46,7 @@ def list_stores(
     return JSONResponse({"stores": result.items, "meta": result.meta("stores")})
 
 
-@router.post("")
+@router.post("", status_code=202, response_model=OperationAccepted)
 def create_store(
     body: StoreCreate, request: Request, session: SessionDep, account_sid: AccountSid
 ) -> JSONResponse:
@@ -63,12 +66,12 @@ def create_store(
     )
 
 
-@router.get("/{storeId}")
+@router.get("/{storeId}", response_model=StoreOut)
 def fetch_store(store: StoreDep) -> JSONResponse:
     return JSONResponse(store_json(store), headers={"ETag": make_etag(store.id, store.version)})
 
 
-@router.patch("/{storeId}")
+@router.patch("/{storeId}", status_code=202, response_model=OperationAccepted)
 def patch_store(
     store: StoreDep,
     request: Request,
@@ -90,7 +93,7 @@ def patch_store(
     )
 
 
-@router.delete("/{storeId}")
+@router.delete("/{storeId}", status_code=202, response_model=OperationAccepted)
 def delete_store(store: StoreDep, request: Request, session: SessionDep) -> JSONResponse:
     op = service.delete(session, store=store)
     return accepted(

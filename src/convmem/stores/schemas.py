@@ -2,9 +2,9 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from pydantic import ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field
 
-from convmem.kit.schemas import RequestModel
+from convmem.kit.schemas import Meta, RequestModel
 from convmem.stores.models import Store
 
 DisplayName = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[a-zA-Z0-9-]+$")]
@@ -24,6 +24,20 @@ class StorePatch(RequestModel):
 
     displayName: DisplayName | None = None
     description: Description | None = None
+
+
+class StoreOut(BaseModel):
+    id: str
+    displayName: str
+    description: str | None = None
+    status: str
+    intelligenceServiceId: str | None
+    version: int
+
+
+class StoreIds(BaseModel):
+    stores: list[str]
+    meta: Meta
 
 
 def store_json(store: Store) -> dict[str, Any]:

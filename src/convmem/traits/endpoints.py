@@ -7,15 +7,23 @@ from fastapi import APIRouter, Query, Request
 from convmem.kit.http import JSONResponse, SessionDep, accepted, expected_version, make_etag
 from convmem.kit.inputs import BoundedRoute
 from convmem.kit.pagination import ControlPlanePage
+from convmem.kit.schemas import ERRORS, OperationAccepted
 from convmem.operations.status import TERMINAL
 from convmem.stores.endpoints import IfMatch, StoreDep
 from convmem.traits import service
 from convmem.traits.repository import spec_of
-from convmem.traits.schemas import TraitGroupCreate, TraitGroupPatch, group_json
+from convmem.traits.schemas import (
+    TraitGroupCreate,
+    TraitGroupPage,
+    TraitGroupPatch,
+    TraitGroupWithTraits,
+    group_json,
+)
 
 router = APIRouter(
     prefix="/v1/ControlPlane/Stores/{storeId}/TraitGroups",
     route_class=BoundedRoute,
+    responses=ERRORS,
     tags=["TraitGroup"],
 )
 
@@ -24,7 +32,7 @@ def _etag_id(store_id: str, name: str) -> str:
     return f"{store_id}/TraitGroups/{name}"
 
 
-@router.get("")
+@router.get("", response_model=TraitGroupPage)
 def list_trait_groups(
     store: StoreDep,
     session: SessionDep,
@@ -44,7 +52,7 @@ def list_trait_groups(
     return JSONResponse({"traitGroups": groups, "meta": result.meta("traitGroups")})
 
 
-@router.post("")
+@router.post("", status_code=202, response_model=OperationAccepted)
 def create_trait_group(
     body: TraitGroupCreate, store: StoreDep, request: Request, session: SessionDep
 ) -> JSONResponse:
@@ -54,7 +62,7 @@ def create_trait_group(
     )
 
 
-@router.get("/{traitGroupName}")
+@router.get("/{traitGroupName}", response_model=TraitGroupWithTraits)
 def fetch_trait_group(
     traitGroupName: str,
     store: StoreDep,
@@ -78,7 +86,7 @@ def fetch_trait_group(
     )
 
 
-@router.patch("/{traitGroupName}")
+@router.patch("/{traitGroupName}", status_code=202, response_model=OperationAccepted)
 def patch_trait_group(
     traitGroupName: str,
     store: StoreDep,
@@ -102,7 +110,7 @@ def patch_trait_group(
     )
 
 
-@router.delete("/{traitGroupName}")
+@router.delete("/{traitGroupName}", status_code=202, response_model=OperationAccepted)
 def delete_trait_group(
     traitGroupName: str, store: StoreDep, request: Request, session: SessionDep
 ) -> JSONResponse:

@@ -2,9 +2,9 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import Field
+from pydantic import BaseModel, Field
 
-from convmem.kit.schemas import RequestModel, Upper
+from convmem.kit.schemas import Meta, RequestModel, Upper
 from convmem.traits.rules import TraitSpec
 
 GroupName = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[a-zA-Z0-9_\-\.]+$")]
@@ -54,6 +54,23 @@ class TraitGroupCreate(RequestModel):
 class TraitGroupPatch(RequestModel):
     description: Description | None = None
     traits: dict[str, TraitDefinitionIn] | None = None
+
+
+class TraitGroupOut(BaseModel):
+    displayName: str
+    description: str | None = None
+    traits: dict[str, dict[str, Any]] | None = None
+    version: int
+
+
+class TraitGroupPage(BaseModel):
+    traitGroups: list[TraitGroupOut]
+    meta: Meta
+
+
+class TraitGroupWithTraits(BaseModel):
+    traitGroup: TraitGroupOut
+    meta: Meta | None = None
 
 
 def group_json(
