@@ -35,7 +35,7 @@ def curve(name: str, database_url: str | None, args: argparse.Namespace) -> list
         store, data = seed(base, args.seed_profiles)
         data_file = data_dir / "seed.json"
         data_file.write_text(json.dumps(data))
-        for workload in WORKLOADS:
+        for workload in args.workloads:
             warm = argparse.Namespace(**{**vars(args), "duration": 1, "concurrency": 8})
             run_load(base, workload, warm, store, data_file)
             # Rounds that visit every level in turn; the median round per
@@ -91,6 +91,12 @@ def main() -> None:
         "--levels", type=lambda v: [int(x) for x in v.split(",")], default=[8, 32, 128, 512]
     )
     parser.add_argument("--seed-profiles", type=int, default=2000)
+    parser.add_argument(
+        "--workloads",
+        type=lambda v: v.split(","),
+        default=list(WORKLOADS),
+        help="healthz,create,lookup",
+    )
     parser.add_argument("--backend", choices=["sqlite", "postgresql", "both"], default="both")
     args = parser.parse_args()
     rows = each_backend(args, lambda name, url: curve(name, url, args))
