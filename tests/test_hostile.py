@@ -343,3 +343,19 @@ def test_only_unique_violations_count_as_conflicts(db: Any) -> None:
         session.execute(insert, {"sid": "AC" + "e" * 32, "hash": None})
     assert not is_unique_violation(not_null.value)
     assert not is_retryable(not_null.value)
+
+
+def test_large_bodies_are_checked_too(api: Any) -> None:
+    # Parsed off the event loop past 256 KiB; the same bounds apply.
+    store_id = make_store(api)
+    trait_group(api, store_id, NUMBER_TRAITS)
+    items = [
+        {"traits": {"Contact": {"email": f"b{n}@example.com"}, "Hostile": {"s": "x" * 300}}}
+        for n in range(999)
+    ]
+    items.append({"traits": {"Contact": {"email": "last@example.com"}, "Hostile": {"s": "\x00"}}})
+    response = api.put(profiles_url(store_id, "Bulk"), json={"profiles": items})
+    error = assert_error(response, 400, 520046)
+    assert "body.profiles[999].traits.Hostile.s" in str(error["message"])
+    items[-1]["traits"]["Hostile"]["s"] = "fine"
+    assert api.put(profiles_url(store_id, "Bulk"), json={"profiles": items}).status_code == 202

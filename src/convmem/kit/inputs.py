@@ -21,12 +21,16 @@ import math
 from collections.abc import Callable, Coroutine
 from typing import Any
 
+from anyio import to_thread
 from fastapi.routing import APIRoute
 from starlette.requests import Request
 from starlette.responses import Response
 
 from convmem.kit.errors import UnsupportedMediaType, ValidationFailed
 
+# Bodies larger than this are parsed and checked on a worker thread: a 10 MiB
+# JSON document takes tens of milliseconds, which must not stall the event loop.
+PARSE_OFF_LOOP_BYTES = 256 * 1024
 INT_MIN = -(2**63)
 INT_MAX = 2**63 - 1
 MAX_DEPTH = 32
@@ -104,6 +108,12 @@ def parse_json(body: bytes) -> Any:
     return document
 
 
+async def _parse(body: bytes) -> Any:
+    if len(body) > PARSE_OFF_LOOP_BYTES:
+        return await to_thread.run_sync(parse_json, body)
+    return parse_json(body)
+
+
 def _is_json(content_type: str) -> bool:
     media = content_type.split(";", 1)[0].strip().lower()
     return media in ("", "application/json") or media.endswith("+json")
@@ -122,7 +132,7 @@ async def check_request(request: Request) -> None:
     content_type = request.headers.get("content-type", "")
     if not _is_json(content_type):
         try:
-            document = parse_json(body)
+            document = await _parse(body)
         except ValidationFailed:
             raise UnsupportedMediaType(
                 f"Content-Type '{content_type[:80]}' is not supported: send a JSON body "
@@ -133,7 +143,7 @@ async def check_request(request: Request) -> None:
         request.scope["headers"] = [*headers, (b"content-type", b"application/json")]
         request.__dict__.pop("_headers", None)
     else:
-        document = parse_json(body)
+        document = await _parse(body)
     # Starlette's Request.json() returns this instead of parsing again.
     request._json = document
 
