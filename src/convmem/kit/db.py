@@ -263,7 +263,10 @@ class Database:
     async def ping(self) -> None:
         """A `SELECT 1` the way data-plane requests reach the database."""
         if self.async_engine is not None:
+            # Autocommit: one round trip, instead of BEGIN, SELECT and the
+            # ROLLBACK that closing an auto-begun connection sends.
             async with self._slots(), self.async_engine.connect() as conn:
+                conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
                 await conn.execute(text("SELECT 1"))
         else:
             with self.engine.connect() as conn:  # SQLite: microseconds, on the loop
