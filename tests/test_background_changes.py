@@ -207,3 +207,42 @@ def test_killed_worker_purge_resumes_and_removes_each_value_once(
         assert final.checkpoint["deleted"] == profiles  # each value removed exactly once
         assert stored_values(db, store_id, "Gone") == 0
         assert stored_values(db, store_id, "Contact") == profiles
+
+
+@pytest.mark.parametrize("backend_name", ["sqlite", "postgresql"])
+def test_killed_worker_reindex_resumes_and_updates_each_identifier_once(
+    backend_name: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    with job_cluster(backend_name, tmp_path, request) as cluster:
+        client, db = cluster.client, cluster.db
+        store_id = cluster.new_store(f"reindex-{backend_name}")
+        profiles = 3000
+        for start in range(0, profiles, 1000):
+            items = [
+                {"traits": {"Contact": {"phone": f"+1415{n:07d}"}}}
+                for n in range(start, start + 1000)
+            ]
+            bulk = client.put(f"/v1/Stores/{store_id}/Profiles/Bulk", json={"profiles": items})
+            assert bulk.status_code == 202, bulk.text
+        url = f"{STORES}/{store_id}/IdentityResolutionSettings"
+        settings = client.get(url).json()
+        for config in settings["identifierConfigs"]:
+            if config["idType"] == "phone":
+                config["enforceUnique"] = False
+        op_id = client.put(url, json=settings).headers["Operation-Id"]
+
+        first = cluster.start_worker()
+        cluster.wait(op_id, lambda op: (op.checkpoint or {}).get("updated", 0) >= 300, 60)
+        first.kill()
+        killed = op_row(db, op_id)
+        assert killed.status == "RUNNING", "the job finished before the worker was killed"
+        at_kill = killed.checkpoint["updated"]  # type: ignore[index]
+        assert 0 < at_kill < profiles
+        assert unique_values(db, store_id, "phone").count(None) == at_kill
+
+        cluster.start_worker()
+        final = cluster.wait(op_id, lambda op: op.status == "COMPLETED", 120)
+        assert final.attempts == 2
+        assert final.checkpoint is not None
+        assert final.checkpoint["updated"] == profiles  # each identifier rewritten once
+        assert unique_values(db, store_id, "phone") == [None] * profiles
