@@ -9,11 +9,18 @@ from convmem.identity.schemas import (
     settings_json,
 )
 from convmem.kit.context import get_context
-from convmem.kit.http import JSONResponse, SessionDep, accepted, expected_version, make_etag
+from convmem.kit.http import (
+    JSONResponse,
+    ReadSession,
+    WriteSession,
+    accepted,
+    expected_version,
+    make_etag,
+)
 from convmem.kit.inputs import BoundedRoute
 from convmem.kit.schemas import ERRORS, OperationAccepted
 from convmem.operations.status import TERMINAL
-from convmem.stores.endpoints import IfMatch, StoreDep
+from convmem.stores.endpoints import IfMatch, ReadStore, WriteStore
 
 router = APIRouter(
     prefix="/v1/ControlPlane/Stores/{storeId}/IdentityResolutionSettings",
@@ -28,7 +35,7 @@ def _etag_id(store_id: str) -> str:
 
 
 @router.get("", response_model=IdentityResolutionSettingsOut)
-def fetch_settings(store: StoreDep, session: SessionDep) -> JSONResponse:
+def fetch_settings(store: ReadStore, session: ReadSession) -> JSONResponse:
     row = service.get(session, store_id=store.id)
     return JSONResponse(
         settings_json(row), headers={"ETag": make_etag(_etag_id(store.id), row.version)}
@@ -38,9 +45,9 @@ def fetch_settings(store: StoreDep, session: SessionDep) -> JSONResponse:
 @router.put("", status_code=202, response_model=OperationAccepted)
 def update_settings(
     body: IdentityResolutionSettingsIn,
-    store: StoreDep,
+    store: WriteStore,
     request: Request,
-    session: SessionDep,
+    session: WriteSession,
     if_match: IfMatch = None,
 ) -> JSONResponse:
     op = service.replace(

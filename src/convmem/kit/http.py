@@ -23,7 +23,6 @@ from convmem.kit.context import AppContext, get_context
 from convmem.kit.db import MAX_TRANSACTION_ATTEMPTS, WriterBusy, is_retryable
 from convmem.kit.errors import PreconditionFailed, WriteConflict
 
-_READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 T = TypeVar("T")
 
 
@@ -34,7 +33,7 @@ class JSONResponse(_JSONResponse):
         return orjson.dumps(content)
 
 
-async def get_session(request: Request) -> AsyncIterator[Session]:
+async def _session(request: Request, *, write: bool) -> AsyncIterator[Session]:
     """The request's one transaction: committed on success, rolled back on error.
 
     On SQLite, this process's write requests queue on an async lock before
@@ -43,7 +42,6 @@ async def get_session(request: Request) -> AsyncIterator[Session]:
     blocked on SQLite's busy handler instead, the pool can starve).
     """
     ctx = get_context(request)
-    write = request.method not in _READ_METHODS
     gate = ctx.write_gate() if write and ctx.db.is_sqlite else None
     if gate is not None:
         await gate.acquire()
@@ -70,9 +68,21 @@ def _finish(session: Session, *, commit: bool) -> None:
         session.close()
 
 
-# scope="function" closes the transaction before the response is sent, so a
-# client that reads right after a write always sees it.
-SessionDep = Annotated[Session, Depends(get_session, scope="function")]
+async def read_session(request: Request) -> AsyncIterator[Session]:
+    async for session in _session(request, write=False):
+        yield session
+
+
+async def write_session(request: Request) -> AsyncIterator[Session]:
+    async for session in _session(request, write=True):
+        yield session
+
+
+# Control-plane routes declare whether they read or write (the HTTP method is
+# not consulted). scope="function" closes the transaction before the response
+# is sent, so a client that reads right after a write always sees it.
+ReadSession = Annotated[Session, Depends(read_session, scope="function")]
+WriteSession = Annotated[Session, Depends(write_session, scope="function")]
 
 
 def base_url(request: Request) -> str:
@@ -150,7 +160,7 @@ class Mode(enum.Enum):
 class Transaction:
     """Runs a data-plane unit of work (sync code) in one transaction.
 
-    Used instead of SessionDep on hot paths, where each sync dependency would
+    Used instead of ReadSession/WriteSession on hot paths, where each sync dependency would
     cost a thread hand-off of a few hundred microseconds. Where the work runs:
 
     - READ and WRITE on PostgreSQL: on the event loop, through psycopg's async

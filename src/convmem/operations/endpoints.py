@@ -3,7 +3,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 
 from convmem.kit.auth import AccountSid
-from convmem.kit.http import JSONResponse, SessionDep, base_url
+from convmem.kit.http import JSONResponse, ReadSession, base_url
 from convmem.kit.inputs import BoundedRoute
 from convmem.kit.schemas import ERRORS
 from convmem.operations import service, status
@@ -19,7 +19,7 @@ router = APIRouter(
 
 @router.get("/{operationId}", response_model=OperationOut)
 def fetch_operation(
-    operationId: str, request: Request, session: SessionDep, account_sid: AccountSid
+    operationId: str, request: Request, session: ReadSession, account_sid: AccountSid
 ) -> JSONResponse:
     op = service.get(session, account_sid=account_sid, operation_id=operationId)
     return JSONResponse(

@@ -11,8 +11,9 @@ from convmem.kit.context import get_context
 from convmem.kit.http import (
     JSONResponse,
     Mode,
-    SessionDep,
+    ReadSession,
     Transaction,
+    WriteSession,
     accepted,
     expected_version,
     make_etag,
@@ -30,17 +31,23 @@ router = APIRouter(
 T = TypeVar("T")
 
 
-def current_store(storeId: str, session: SessionDep, account_sid: AccountSid) -> Store:
+def store_to_read(storeId: str, session: ReadSession, account_sid: AccountSid) -> Store:
     return service.get(session, account_sid=account_sid, store_id=storeId)
 
 
-StoreDep = Annotated[Store, Depends(current_store)]
+def store_to_change(storeId: str, session: WriteSession, account_sid: AccountSid) -> Store:
+    return service.get(session, account_sid=account_sid, store_id=storeId)
+
+
+# The request's store, loaded in the request's read or write transaction.
+ReadStore = Annotated[Store, Depends(store_to_read)]
+WriteStore = Annotated[Store, Depends(store_to_change)]
 IfMatch = Annotated[str | None, Header(alias="If-Match", max_length=100)]
 
 
 @router.get("", response_model=StoreIds)
 def list_stores(
-    session: SessionDep, account_sid: AccountSid, page: ControlPlanePage
+    session: ReadSession, account_sid: AccountSid, page: ControlPlanePage
 ) -> JSONResponse:
     result = service.list_ids(session, account_sid=account_sid, page=page)
     return JSONResponse({"stores": result.items, "meta": result.meta("stores")})
@@ -48,7 +55,7 @@ def list_stores(
 
 @router.post("", status_code=202, response_model=OperationAccepted)
 def create_store(
-    body: StoreCreate, request: Request, session: SessionDep, account_sid: AccountSid
+    body: StoreCreate, request: Request, session: WriteSession, account_sid: AccountSid
 ) -> JSONResponse:
     ctx = get_context(request)
     _, op = service.create(
@@ -67,15 +74,15 @@ def create_store(
 
 
 @router.get("/{storeId}", response_model=StoreOut)
-def fetch_store(store: StoreDep) -> JSONResponse:
+def fetch_store(store: ReadStore) -> JSONResponse:
     return JSONResponse(store_json(store), headers={"ETag": make_etag(store.id, store.version)})
 
 
 @router.patch("/{storeId}", status_code=202, response_model=OperationAccepted)
 def patch_store(
-    store: StoreDep,
+    store: WriteStore,
     request: Request,
-    session: SessionDep,
+    session: WriteSession,
     if_match: IfMatch = None,
     body: StorePatch | None = None,
 ) -> JSONResponse:
@@ -94,7 +101,7 @@ def patch_store(
 
 
 @router.delete("/{storeId}", status_code=202, response_model=OperationAccepted)
-def delete_store(store: StoreDep, request: Request, session: SessionDep) -> JSONResponse:
+def delete_store(store: WriteStore, request: Request, session: WriteSession) -> JSONResponse:
     op = service.delete(session, store=store)
     return accepted(
         request,

@@ -4,12 +4,19 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
 
-from convmem.kit.http import JSONResponse, SessionDep, accepted, expected_version, make_etag
+from convmem.kit.http import (
+    JSONResponse,
+    ReadSession,
+    WriteSession,
+    accepted,
+    expected_version,
+    make_etag,
+)
 from convmem.kit.inputs import BoundedRoute
 from convmem.kit.pagination import ControlPlanePage
 from convmem.kit.schemas import ERRORS, OperationAccepted
 from convmem.operations.status import TERMINAL
-from convmem.stores.endpoints import IfMatch, StoreDep
+from convmem.stores.endpoints import IfMatch, ReadStore, WriteStore
 from convmem.traits import service
 from convmem.traits.repository import spec_of
 from convmem.traits.schemas import (
@@ -34,8 +41,8 @@ def _etag_id(store_id: str, name: str) -> str:
 
 @router.get("", response_model=TraitGroupPage)
 def list_trait_groups(
-    store: StoreDep,
-    session: SessionDep,
+    store: ReadStore,
+    session: ReadSession,
     page: ControlPlanePage,
     include_traits: Annotated[bool, Query(alias="includeTraits")] = False,
 ) -> JSONResponse:
@@ -54,7 +61,7 @@ def list_trait_groups(
 
 @router.post("", status_code=202, response_model=OperationAccepted)
 def create_trait_group(
-    body: TraitGroupCreate, store: StoreDep, request: Request, session: SessionDep
+    body: TraitGroupCreate, store: WriteStore, request: Request, session: WriteSession
 ) -> JSONResponse:
     op = service.create(session, store=store, data=body)
     return accepted(
@@ -65,8 +72,8 @@ def create_trait_group(
 @router.get("/{traitGroupName}", response_model=TraitGroupWithTraits)
 def fetch_trait_group(
     traitGroupName: str,
-    store: StoreDep,
-    session: SessionDep,
+    store: ReadStore,
+    session: ReadSession,
     page: ControlPlanePage,
     include_traits: Annotated[bool, Query(alias="includeTraits")] = True,
 ) -> JSONResponse:
@@ -89,9 +96,9 @@ def fetch_trait_group(
 @router.patch("/{traitGroupName}", status_code=202, response_model=OperationAccepted)
 def patch_trait_group(
     traitGroupName: str,
-    store: StoreDep,
+    store: WriteStore,
     request: Request,
-    session: SessionDep,
+    session: WriteSession,
     if_match: IfMatch = None,
     body: TraitGroupPatch | None = None,
 ) -> JSONResponse:
@@ -112,7 +119,7 @@ def patch_trait_group(
 
 @router.delete("/{traitGroupName}", status_code=202, response_model=OperationAccepted)
 def delete_trait_group(
-    traitGroupName: str, store: StoreDep, request: Request, session: SessionDep
+    traitGroupName: str, store: WriteStore, request: Request, session: WriteSession
 ) -> JSONResponse:
     op = service.delete(session, store=store, name=traitGroupName)
     return accepted(
