@@ -73,7 +73,7 @@ def replace(
         updated_at=utcnow(),
     ):
         raise PreconditionFailed()
-    changed = rules.restored_id_types(before, configs)
+    changed = rules.id_types_to_reindex(before, configs)
     stores.bump_schema(session, store.id)
     if changed:
         # Writes follow the new settings at once; stored identifiers are brought
