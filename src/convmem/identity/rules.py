@@ -68,7 +68,9 @@ def default_settings() -> tuple[list[dict[str, Any]], list[str]]:
     return [complete_config(c) for c in DEFAULT_IDENTIFIER_CONFIGS], list(DEFAULT_MATCHING_RULES)
 
 
-def id_types_to_reindex(before: dict[str, dict[str, Any]], after: list[dict[str, Any]]) -> list[str]:
+def id_types_to_reindex(
+    before: dict[str, dict[str, Any]], after: list[dict[str, Any]]
+) -> list[str]:
     """idTypes whose stored identifiers must follow a new enforceUnique or matchingAlgo."""
     return [
         config["idType"]
