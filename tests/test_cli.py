@@ -266,3 +266,13 @@ def test_log_lines_carry_the_request_in_both_formats(capsys: pytest.CaptureFixtu
         assert part in console_line
     assert "color_message" not in json_line and "\x1b" not in json_line
     assert json.loads(json_line)["msg"] == "Started"
+
+
+def test_admin_commands_use_the_sqlite_file_the_url_names(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'elsewhere.db'}"
+    env = {"CONVMEM_DATABASE_URL": url}
+    assert (
+        runner.invoke(app, ["migrate", "--data-dir", str(tmp_path / "d")], env=env).exit_code == 0
+    )
+    listed = runner.invoke(app, ["accounts", "list", "--data-dir", str(tmp_path / "d")], env=env)
+    assert listed.exit_code == 0, listed.output

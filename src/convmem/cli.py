@@ -89,7 +89,9 @@ def _open(settings: Settings, *, create: bool = False) -> Database:
     """The migrated database. Only serve, worker and migrate may create it:
     an admin command pointed at the wrong directory must not make an empty one."""
     if settings.is_sqlite:
-        path = settings.data_dir / "convmem.db"
+        # The file the URL names (the data dir's convmem.db unless
+        # CONVMEM_DATABASE_URL names another one).
+        path = Path(make_url(settings.resolved_database_url).database or "")
         if not create and not path.exists():
             fail(
                 f"no convmem database at {path}: pass the server's --data-dir "
