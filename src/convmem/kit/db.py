@@ -74,12 +74,17 @@ def sqlstate(exc: DBAPIError) -> str | None:
     return code if isinstance(code, str) else None
 
 
+# SQLite's extended result codes for a duplicate key.
+_SQLITE_DUPLICATE_KEY = frozenset({"SQLITE_CONSTRAINT_UNIQUE", "SQLITE_CONSTRAINT_PRIMARYKEY"})
+
+
 def is_unique_violation(exc: DBAPIError) -> bool:
-    """A duplicate key: the one integrity error a racing client can cause."""
+    """A duplicate key: the one integrity error a racing client can cause.
+    Decided by the driver's error code (SQLSTATE or SQLite's extended code),
+    never by the message."""
     if sqlstate(exc) == "23505":
         return True
-    message = str(exc.orig)
-    return message.startswith("UNIQUE constraint failed") or "PRIMARY KEY" in message
+    return getattr(exc.orig, "sqlite_errorname", None) in _SQLITE_DUPLICATE_KEY
 
 
 class UTCDateTime(TypeDecorator[dt.datetime]):
