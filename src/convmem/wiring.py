@@ -13,7 +13,7 @@ from convmem.identity import service as identity
 from convmem.kit.context import AppContext
 from convmem.kit.db import Database
 from convmem.kit.hooks import Hooks
-from convmem.operations.jobs import JobHandlers
+from convmem.operations.jobs import JobHandler, JobHandlers
 from convmem.profiles import service as profiles
 from convmem.profiles import tasks as profile_tasks
 from convmem.settings import Settings
@@ -31,13 +31,13 @@ def hooks() -> Hooks:
 
 
 def jobs() -> JobHandlers:
-    handlers: dict[str, object] = {}
+    handlers: dict[str, JobHandler] = {}
     for module_jobs in (store_tasks.JOBS, profile_tasks.JOBS):
         overlap = handlers.keys() & module_jobs.keys()
         if overlap:
             raise RuntimeError(f"two handlers for job kinds {sorted(overlap)}")
         handlers.update(module_jobs)
-    return handlers  # type: ignore[return-value]
+    return handlers
 
 
 def context(settings: Settings, db: Database) -> AppContext:

@@ -137,10 +137,6 @@ def list_traits(
     )
 
 
-def promotions(session: Session, *, store_id: str) -> dict[str, str]:
-    return repository.promotions(session, store_id=store_id)
-
-
 def create(session: Session, *, store: Store, data: TraitGroupCreate) -> Operation:
     stores.lock_store(session, store.id)
     if repository.get_group(session, store_id=store.id, name=data.displayName) is not None:
@@ -253,7 +249,6 @@ def _purge_values(
         kind=PURGE_VALUES_KIND,
         payload={
             "group": group,
-            "traitKeys": sorted(f"{row.group_name}.{row.name}" for row in removed),
             "defKeys": sorted(row.sort_key for row in removed),
             "resultPath": path,
         },
