@@ -7,6 +7,7 @@ from __future__ import annotations
 import datetime as dt
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from rapidfuzz import fuzz
@@ -43,10 +44,41 @@ def find_holders(
     return holders
 
 
+@dataclass(frozen=True)
+class Outcome:
+    """What writing one record did.
+
+    `status` is CREATED (a new profile), UPDATED (an existing profile changed),
+    MERGED (the record joined profiles: `merged` lists the ids merged away into
+    `profile_id`), UNCHANGED (everything it says was already so) or REJECTED
+    (nothing of it was written; `reason` says why)."""
+
+    status: str
+    profile_id: str | None = None
+    merged: tuple[str, ...] = ()
+    reason: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.status != REJECTED
+
+
+CREATED, UPDATED, MERGED, UNCHANGED, REJECTED = (
+    "created",
+    "updated",
+    "merged",
+    "unchanged",
+    "rejected",
+)
+
+
 def write(
     session: Session, store_id: str, schema: StoreSchema, records: Sequence[Record]
-) -> list[str]:
-    """Resolve and apply `records`; returns each record's canonical profile id."""
+) -> list[Outcome]:
+    """Resolve and apply `records`; one outcome per record, in order.
+
+    A record that cannot be applied (its unique identifier belongs to a profile
+    it may not merge with) is rejected alone; the others are written."""
     now = utcnow()
     all_keys = {key for record in records for key in record.keys}
     # Every lock of a write is taken in one global order: identifier keys
@@ -54,25 +86,38 @@ def write(
     # that changed between the look-up and its lock means the plan is stale;
     # rather than lock more rows out of order, the whole transaction restarts.
     repo.lock_keys(session, store_id, all_keys)
-    holders = find_holders(session, store_id, schema, all_keys)
-    groups = resolution.plan(
-        [r.keys for r in records],
-        [r.anchor for r in records],
-        holders,
-        schema.configs,
-        schema.rules,
-    )
+    holders, exact = _find_holders(session, store_id, schema, all_keys)
+    outcomes: list[Outcome | None] = [None] * len(records)
+    active = list(range(len(records)))
+    while True:
+        chosen = [records[i] for i in active]
+        groups = resolution.plan(
+            [r.keys for r in chosen],
+            [r.anchor for r in chosen],
+            holders,
+            schema.configs,
+            schema.rules,
+        )
+        conflicts = _unique_conflicts(holders, groups, chosen, schema)
+        if not conflicts:
+            break
+        # Drop the conflicting records and plan again: without them, groups
+        # they bridged may fall apart.
+        for n, reason in conflicts.items():
+            outcomes[active[n]] = Outcome(REJECTED, reason=reason)
+        active = [i for n, i in enumerate(active) if n not in conflicts]
+    for group in groups:  # indexes into the whole batch from here on
+        group.records = [active[n] for n in group.records]
     involved = sorted({p for g in groups for p in g.profiles})
     state = repo.lock_profiles(session, store_id, involved)
-    anchors = {r.anchor for r in records if r.anchor}
+    anchors = {records[i].anchor for i in active if records[i].anchor}
     gone = sorted(anchors - set(state))
     if gone:
         raise ProfileNotFound(f"Profile {gone[0]} not found")
     if len(state) != len(involved) or any(state[p] is not None for p in involved):
         raise RetryTransaction("profiles merged or deleted by a concurrent write")
-    _check_unique_outside_rules(holders, groups, records, schema)
 
-    result: list[str] = [""] * len(records)
+    targets: list[str] = [""] * len(records)
     new_profiles: list[dict[str, Any]] = []
     for group in groups:
         canonical = group.canonical
@@ -88,14 +133,19 @@ def write(
                 }
             )
         for index in group.records:
-            result[index] = canonical
+            targets[index] = canonical
+    _describe_outcomes(session, store_id, schema, records, groups, targets, exact, outcomes)
     for group in groups:
         if group.merged:
             merge(session, store_id, schema, group, now)
 
+    result = [o for o in outcomes if o is not None]
+    assert len(result) == len(records)
     created = {p["id"] for p in new_profiles}
-    upserts = _trait_changes(session, store_id, schema, records, result, now)
-    identifiers, per_type = _identifier_rows(store_id, schema, records, result, now)
+    # Unchanged records write nothing (and do not bump updated_at).
+    written = [i for i in active if result[i].status != UNCHANGED]
+    upserts = _trait_changes(session, store_id, schema, records, targets, written, now)
+    identifiers, per_type = _identifier_rows(store_id, schema, records, targets, written, now)
     # The inserts of the whole batch: one statement on PostgreSQL, three on SQLite.
     if repo.insert_rows(session, new_profiles, upserts, identifiers):
         # New profiles only need trimming when one write brought more values than the limit.
@@ -105,19 +155,96 @@ def write(
             if p not in created or n > schema.configs[t].limit
         }
         enforce_limits(session, store_id, schema, touched)
-    repo.touch(session, store_id, set(result) - created, now)
+    repo.touch(session, store_id, {targets[i] for i in written} - created, now)
     return result
 
 
-def _check_unique_outside_rules(
+def write_all(
+    session: Session, store_id: str, schema: StoreSchema, records: Sequence[Record]
+) -> list[str]:
+    """All or nothing: each record's profile id, or Conflict (409) for the
+    first record that was rejected (the caller's transaction rolls back)."""
+    outcomes = write(session, store_id, schema, records)
+    for outcome in outcomes:
+        if outcome.status == REJECTED:
+            raise Conflict(outcome.reason or "rejected")
+    return [o.profile_id or "" for o in outcomes]
+
+
+def _find_holders(
+    session: Session, store_id: str, schema: StoreSchema, keys: set[Key]
+) -> tuple[dict[Key, set[str]], dict[Key, set[str]]]:
+    """Holders (fuzzy matches included) and exact holders of each key."""
+    if not any(schema.configs.get(t) is not None and schema.configs[t].fuzzy for t, _ in keys):
+        holders = repo.holders_exact(session, store_id, keys)
+        return holders, holders
+    exact = repo.holders_exact(session, store_id, keys)
+    return find_holders(session, store_id, schema, keys), exact
+
+
+def _describe_outcomes(
+    session: Session,
+    store_id: str,
+    schema: StoreSchema,
+    records: Sequence[Record],
+    groups: list[Group],
+    targets: list[str],
+    exact: dict[Key, set[str]],
+    outcomes: list[Outcome | None],
+) -> None:
+    """Fill in the outcome of every record that is not rejected.
+
+    A group's first record creates its profile or merges its profiles; every
+    other record updates the profile unless all it says is already there (its
+    trait values as stored, its identifiers held): then it is unchanged."""
+    existing = [g.canonical for g in groups if g.canonical is not None and not g.merged]
+    values: dict[str, dict[str, Any]] = defaultdict(dict)
+    if existing:
+        for row in repo.traits_of(session, store_id, existing):
+            if schema.is_live(row.trait_key, row.def_key):
+                values[row.profile_id][row.trait_key] = row.value
+    known: dict[str, set[Key]] = defaultdict(set)
+    for key, profiles in exact.items():
+        for profile in profiles:
+            known[profile].add(key)
+    for group in groups:
+        for position, index in enumerate(group.records):
+            record, target = records[index], targets[index]
+            current, held = values[target], known[target]
+            if position == 0 and group.merged:
+                outcomes[index] = Outcome(MERGED, target, tuple(group.merged))
+            elif position == 0 and group.canonical is None:
+                outcomes[index] = Outcome(CREATED, target)
+            elif all(
+                current.get(w.key, _ABSENT) == w.value
+                if w.value is not None
+                else w.key not in current
+                for w in record.writes
+            ) and all(key in held or key[0] not in schema.configs for key in record.keys):
+                outcomes[index] = Outcome(UNCHANGED, target)
+            else:
+                outcomes[index] = Outcome(UPDATED, target)
+            for w in record.writes:
+                if w.value is None:
+                    current.pop(w.key, None)
+                else:
+                    current[w.key] = w.value
+            held.update(record.keys)
+
+
+_ABSENT = object()
+
+
+def _unique_conflicts(
     holders: dict[Key, set[str]],
     groups: list[Group],
     records: Sequence[Record],
     schema: StoreSchema,
-) -> None:
+) -> dict[int, str]:
     """A unique idType that is not a matching rule cannot merge, so a value
-    held by another profile is a conflict."""
+    held by another profile is a conflict: the records that meet one, with why."""
     group_of = {i: g for g in groups for i in g.records}
+    conflicts: dict[int, str] = {}
     for i, record in enumerate(records):
         for id_type, value in record.keys:
             config = schema.configs.get(id_type)
@@ -125,10 +252,12 @@ def _check_unique_outside_rules(
                 continue
             others = set(holders.get((id_type, value), ())) - set(group_of[i].profiles)
             if others:
-                raise Conflict(
+                conflicts[i] = (
                     f"{id_type} '{value}' belongs to profile {min(others)}; {id_type} is unique "
                     "and not a matching rule, so the profiles cannot be merged"
                 )
+                break
+    return conflicts
 
 
 def merge(
@@ -192,13 +321,15 @@ def _trait_changes(
     schema: StoreSchema,
     records: Sequence[Record],
     targets: list[str],
+    written: list[int],
     now: dt.datetime,
 ) -> list[dict[str, Any]]:
     """Deletes the traits set to null; returns the rows to upsert (later records
     win over earlier ones for the same profile and trait)."""
     upserts: dict[tuple[str, str], dict[str, Any]] = {}
     deletes: dict[str, set[str]] = defaultdict(set)
-    for record, profile_id in zip(records, targets, strict=True):
+    for index in written:
+        record, profile_id = records[index], targets[index]
         for w in record.writes:
             if w.value is None:
                 upserts.pop((profile_id, w.key), None)
@@ -245,12 +376,14 @@ def _identifier_rows(
     schema: StoreSchema,
     records: Sequence[Record],
     targets: list[str],
+    written: list[int],
     now: dt.datetime,
 ) -> tuple[list[dict[str, Any]], dict[tuple[str, str], int]]:
     """Identifier rows to add, and how many per (profile, idType)."""
     rows: dict[tuple[str, str, str], dict[str, Any]] = {}
     per_type: dict[tuple[str, str], int] = defaultdict(int)
-    for record, profile_id in zip(records, targets, strict=True):
+    for index in written:
+        record, profile_id = records[index], targets[index]
         for key in record.keys:
             if key[0] in schema.configs and (profile_id, *key) not in rows:
                 rows[(profile_id, *key)] = identifier_row(store_id, profile_id, schema, key, now)

@@ -49,7 +49,7 @@ def add(session: Session, *, store: StoreRef, profile_id: str, data: IdentifierI
     schema = _schema_for(session, store, data.idType)
     value = normalize_field("value", data.value, schema.configs[data.idType].normalization)
     record = Record(keys=[(data.idType, value)], anchor=profile_id)
-    return engine.write(session, store.id, schema, [record])[0]
+    return engine.write_all(session, store.id, schema, [record])[0]
 
 
 def replace(
@@ -68,7 +68,7 @@ def replace(
     if not repo.delete_identifiers(session, store.id, profile_id, id_type, [old]):
         raise IdentifierValueNotFound(f"Profile {profile_id} has no {id_type} '{old}'")
     record = Record(keys=[(id_type, new)], anchor=profile_id)
-    return engine.write(session, store.id, schema, [record])[0]
+    return engine.write_all(session, store.id, schema, [record])[0]
 
 
 def remove(

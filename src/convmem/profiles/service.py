@@ -58,7 +58,7 @@ def parse_groups(value: str | None) -> list[str] | None:
 def create(session: Session, *, store: StoreRef, data: ProfileData) -> str:
     schema = store_schema.load(session, store)
     record = record_from_traits("traits", data.traits or {}, schema)
-    return engine.write(session, store.id, schema, [record])[0]
+    return engine.write_all(session, store.id, schema, [record])[0]
 
 
 def bulk(session: Session, *, store: StoreRef, items: list[ProfileData]) -> list[str]:
@@ -68,7 +68,7 @@ def bulk(session: Session, *, store: StoreRef, items: list[ProfileData]) -> list
         record_from_traits(f"profiles[{n}].traits", item.traits or {}, schema)
         for n, item in enumerate(items)
     ]
-    return engine.write(session, store.id, schema, records)
+    return engine.write_all(session, store.id, schema, records)
 
 
 def patch(session: Session, *, store: StoreRef, profile_id: str, data: ProfileData) -> str:
@@ -80,7 +80,7 @@ def patch(session: Session, *, store: StoreRef, profile_id: str, data: ProfileDa
     schema = store_schema.load(session, store)
     writes = check_traits("traits", data.traits or {}, schema, allow_null=True)
     record = Record(writes=writes, keys=promoted_keys("traits", writes, schema), anchor=profile_id)
-    return engine.write(session, store.id, schema, [record])[0]
+    return engine.write_all(session, store.id, schema, [record])[0]
 
 
 def delete(session: Session, *, store: StoreRef, profile_id: str) -> None:
