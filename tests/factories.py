@@ -93,9 +93,10 @@ def race(count: int, call: Callable[[int], T]) -> list[T]:
     return results
 
 
-def run_jobs(db: Database, limit: int = 200) -> None:
+def run_jobs(db: Database, limit: int = 200, *, settings: Settings | None = None) -> None:
     """Run every due background job to its end, in this thread."""
-    worker = Worker(db, Settings(job_batch_size=50), wiring.jobs())
+    settings = settings or Settings(job_batch_size=50)
+    worker = Worker(db, settings, wiring.jobs(settings))
     for _ in range(limit):
         if not worker.run_once():
             return

@@ -53,7 +53,7 @@ def add_traits(ctx: JobContext) -> None:
 
 
 JOBS: JobHandlers = {
-    **wiring.jobs(),
+    **wiring.jobs(Settings()),
     "tests.flaky": flaky,
     "tests.broken": broken,
     "tests.add_traits": add_traits,

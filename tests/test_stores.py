@@ -219,7 +219,7 @@ def test_delete_store_hides_it_at_once_and_a_job_purges_its_data(
 
     op = operation_of(api, response)
     assert op["status"] in ("PENDING", "RUNNING", "COMPLETED")
-    worker = Worker(db, settings, wiring.jobs())
+    worker = Worker(db, settings, wiring.jobs(settings))
     while worker.run_once():
         pass
     op = operation_of(api, response)

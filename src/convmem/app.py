@@ -24,6 +24,9 @@ from swagger_ui_bundle import swagger_ui_path
 
 from convmem import wiring
 from convmem.identity.endpoints import router as identity_router
+from convmem.imports.endpoints import router as imports_router
+from convmem.imports.endpoints import uploads as uploads_router
+from convmem.imports.storage import UPLOAD_PATH, storage_for
 from convmem.kit.db import Database, is_retryable, is_unique_violation
 from convmem.kit.errors import ConvmemError, ProfileMoved, WriteConflict, error_body
 from convmem.kit.http import JSONResponse, base_url
@@ -196,12 +199,14 @@ def create_app(
     )
     install_docs(app)
     app.state.ctx = ctx
+    app.state.import_storage = storage_for(settings)
     install_error_handlers(app)
     app.add_middleware(GZipMiddleware, minimum_size=512)
     app.add_middleware(
         RequestBodyMiddleware,
         max_bytes=settings.max_body_bytes,
         read_timeout=settings.body_read_timeout_seconds,
+        exempt_prefix=UPLOAD_PATH + "/",
     )
     app.add_middleware(ObservabilityMiddleware, access_log=settings.access_log)
 
@@ -225,7 +230,15 @@ def create_app(
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
     # The data plane first: routes are matched in order, and it is the hot path.
-    routers = (profiles_router, stores_router, identity_router, traits_router, operations_router)
+    routers = (
+        profiles_router,
+        imports_router,
+        stores_router,
+        identity_router,
+        traits_router,
+        operations_router,
+        uploads_router,
+    )
     for router in routers:
         app.include_router(router)
     app.state.route_methods = _route_methods(routers)

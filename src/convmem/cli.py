@@ -296,7 +296,7 @@ def worker(data_dir: DataDir = None) -> None:
     settings = _settings(data_dir)
     logs.configure(settings.log_level, settings.log_format)
     db = _open(settings, create=True)
-    pool = WorkerPool(db, settings, wiring.jobs())
+    pool = WorkerPool(db, settings, wiring.jobs(settings))
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())

@@ -2,6 +2,7 @@
 
 from convmem.accounts.models import Account, ApiKey
 from convmem.identity.models import IdentityResolutionSettings
+from convmem.imports.models import ImportReportLine, ProfileImport
 from convmem.kit.db import Base
 from convmem.operations.models import Operation
 from convmem.profiles.models import Profile, ProfileIdentifier, ProfileMerge, ProfileTrait
@@ -13,9 +14,11 @@ __all__ = [
     "ApiKey",
     "Base",
     "IdentityResolutionSettings",
+    "ImportReportLine",
     "Operation",
     "Profile",
     "ProfileIdentifier",
+    "ProfileImport",
     "ProfileMerge",
     "ProfileTrait",
     "Store",

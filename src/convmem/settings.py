@@ -78,6 +78,36 @@ class Settings(BaseSettings):
     job_batch_size: int = Field(
         500, ge=1, description="Rows per transaction in background jobs (deletes, imports)."
     )
+    import_batch_size: int = Field(
+        2000, ge=1, le=50_000, description="CSV rows an import writes per transaction."
+    )
+    import_storage: str | None = Field(
+        None,
+        description="Where import uploads go. Default: the data directory, behind upload URLs "
+        "convmem signs and serves itself. `s3://bucket/prefix`: an S3-compatible bucket "
+        "(boto3 pre-signed PUT URLs).",
+    )
+    upload_secret: str | None = Field(
+        None,
+        description="Key that signs upload URLs (HMAC-SHA256). Default: generated once into "
+        "`upload-secret` in the data directory. Set it when several hosts serve one database.",
+    )
+    upload_url_seconds: int = Field(
+        1800, ge=60, le=7 * 24 * 3600, description="How long an import's upload URL is valid."
+    )
+    s3_endpoint_url: str | None = Field(
+        None, description="Endpoint of an S3-compatible service (MinIO, Ceph...). Default: AWS."
+    )
+    s3_region: str | None = Field(None, description="Region of the import bucket.")
+    s3_access_key_id: str | None = Field(
+        None, description="Access key for the import bucket. Default: boto3's credential chain."
+    )
+    s3_secret_access_key: str | None = Field(
+        None, description="Secret key for `CONVMEM_S3_ACCESS_KEY_ID`."
+    )
+    upload_poll_seconds: float = Field(
+        2.0, gt=0, description="How often a worker checks the bucket for an import's upload."
+    )
     max_stores_per_account: int = Field(15, ge=1, description="Store limit per account.")
     max_body_bytes: int = Field(
         10 * 1024 * 1024,

@@ -1,15 +1,19 @@
 """The composition root: the one place that connects the domains.
 
 Domains import one way (kit -> accounts -> operations -> stores -> identity ->
-traits -> profiles). What a lower domain's change asks of a higher one is a
+traits -> profiles -> ingest -> imports). What a lower domain's change asks of a higher one is a
 hook it fires; the handlers are connected here. Background job handlers of
 every domain are collected here too. Add a new domain's hooks and jobs below.
 """
 
 from __future__ import annotations
 
+import functools
+
 from convmem.accounts import service as accounts
 from convmem.identity import service as identity
+from convmem.imports import tasks as import_tasks
+from convmem.imports.storage import storage_for
 from convmem.kit.context import AppContext
 from convmem.kit.db import Database
 from convmem.kit.hooks import Hooks
@@ -30,9 +34,10 @@ def hooks() -> Hooks:
     return wired
 
 
-def jobs() -> JobHandlers:
+def jobs(settings: Settings) -> JobHandlers:
     handlers: dict[str, JobHandler] = {}
-    for module_jobs in (store_tasks.JOBS, profile_tasks.JOBS):
+    import_jobs = import_tasks.jobs(functools.partial(storage_for, settings), settings)
+    for module_jobs in (store_tasks.JOBS, profile_tasks.JOBS, import_jobs):
         overlap = handlers.keys() & module_jobs.keys()
         if overlap:
             raise RuntimeError(f"two handlers for job kinds {sorted(overlap)}")
@@ -46,5 +51,5 @@ def context(settings: Settings, db: Database) -> AppContext:
         db=db,
         verify_credentials=accounts.verify_credentials,
         hooks=hooks(),
-        jobs=jobs(),
+        jobs=jobs(settings),
     )

@@ -111,6 +111,12 @@ class Unauthorized(ConvmemError):
     default_message = "Failed to complete request due to lack of authentication credentials"
 
 
+class Forbidden(ConvmemError):
+    status = 403
+    code = 20403
+    default_message = "Forbidden"
+
+
 class NotFound(ConvmemError):
     status = 404
     code = 20404
@@ -150,6 +156,10 @@ class IdentifierNotFound(NotFound):
 class IdentifierValueNotFound(NotFound):
     code = 520017
     default_message = "Identifier value not found"
+
+
+class ImportNotFound(NotFound):
+    default_message = "Import not found"
 
 
 class Conflict(ConvmemError):

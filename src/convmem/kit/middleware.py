@@ -50,13 +50,18 @@ class RequestBodyMiddleware:
         *,
         max_bytes: int,
         read_timeout: float = 10.0,
+        exempt_prefix: str | None = None,
     ) -> None:
         self.app = app
         self.max_bytes = max_bytes
         self.read_timeout = read_timeout
+        # File uploads: streamed by their route, which bounds them itself.
+        self.exempt_prefix = exempt_prefix
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        if scope["type"] != "http" or (
+            self.exempt_prefix and scope["path"].startswith(self.exempt_prefix)
+        ):
             await self.app(scope, receive, send)
             return
         headers = dict(scope["headers"])

@@ -39,6 +39,15 @@ class JobFailed(Exception):
         self.detail, self.code, self.title = detail, code, title
 
 
+class JobDeferred(Exception):
+    """The job cannot go on yet (say, its input has not arrived): run it again
+    in `seconds`, without counting an attempt."""
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__(seconds)
+        self.seconds = seconds
+
+
 class JobContext:
     def __init__(
         self,
@@ -77,6 +86,9 @@ class JobContext:
             self._result["result"] = {"type": "RESOURCE_ID", "id": resource_id}
         if result_path:
             self._result["result_path"] = result_path
+
+    def defer(self, seconds: float) -> None:
+        raise JobDeferred(seconds)
 
     @contextlib.contextmanager
     def step(self) -> Iterator[Session]:

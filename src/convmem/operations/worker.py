@@ -16,7 +16,8 @@ import traceback
 from convmem.kit import ids
 from convmem.kit.db import Database, utcnow
 from convmem.operations import repository, status
-from convmem.operations.jobs import JobContext, JobFailed, JobHandlers, LeaseLost
+from convmem.operations.jobs import JobContext, JobDeferred, JobFailed, JobHandlers, LeaseLost
+from convmem.operations.models import Operation
 from convmem.settings import Settings
 
 log = logging.getLogger("convmem.worker")
@@ -100,6 +101,8 @@ class Worker:
                 with ctx.step():
                     pass
             log.info("job completed", extra={"operation": op.id, "kind": op.kind})
+        except JobDeferred as exc:
+            self._defer(op.id, exc.seconds)
         except LeaseLost:
             log.warning("job lease lost; another worker owns it", extra={"operation": op.id})
         except JobFailed as exc:
@@ -147,6 +150,20 @@ class Worker:
                     "code": exc.code,
                     "detail": exc.detail[:1024],
                 },
+            )
+
+    def _defer(self, op_id: str, seconds: float) -> None:
+        with self.db.transaction(write=True) as session:
+            repository.guarded_update(
+                session,
+                op_id=op_id,
+                owner=self.owner,
+                status=status.PENDING,
+                lease_owner=None,
+                lease_expires_at=None,
+                run_after=utcnow() + dt.timedelta(seconds=seconds),
+                # Waiting is not trying: the claim counted an attempt, take it back.
+                attempts=Operation.attempts - 1,
             )
 
     def _retry_or_fail(self, op_id: str, attempts: int, max_attempts: int, exc: Exception) -> None:

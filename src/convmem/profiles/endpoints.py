@@ -36,7 +36,7 @@ class ProfileIdConvertor(StringConvertor):
     """A path segment other than the literal routes beside `{profileId}`, so that
     `PATCH .../Profiles/Lookup` is a 405 of Lookup, not a malformed profile id."""
 
-    regex = "(?!(?:Lookup|Bulk)(?:/|$))[^/]+"
+    regex = "(?!(?:Lookup|Bulk|Imports)(?:/|$))[^/]+"
 
 
 register_url_convertor("profile_id", ProfileIdConvertor())

@@ -110,7 +110,7 @@ def write(
         group.records = [active[n] for n in group.records]
     involved = sorted({p for g in groups for p in g.profiles})
     state = repo.lock_profiles(session, store_id, involved)
-    anchors = {records[i].anchor for i in active if records[i].anchor}
+    anchors = {a for a in (records[i].anchor for i in active) if a}
     gone = sorted(anchors - set(state))
     if gone:
         raise ProfileNotFound(f"Profile {gone[0]} not found")

@@ -1,0 +1,330 @@
+"""The import job: wait for the file, then stream it through the ingest
+pipeline one batch per transaction.
+
+Each batch commits with its checkpoint (the last row written, the counts, the
+report lines so far), so a worker that dies mid-import leaves the next one to
+go on after the last committed batch: no row is written twice. A dry run does
+everything in one transaction and rolls it back, keeping only the counts and
+the report."""
+
+from __future__ import annotations
+
+import functools
+import logging
+import time
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
+
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.orm import Session
+
+from convmem.imports import repository as repo
+from convmem.imports.service import (
+    COMPLETED,
+    FAILED,
+    IMPORT_KIND,
+    PENDING,
+    UPLOAD_GRACE,
+    upload_of,
+)
+from convmem.imports.storage import Storage, Upload
+from convmem.ingest.csv_source import CsvSource, SourceError
+from convmem.ingest.pipeline import (
+    ColumnMap,
+    Counts,
+    MissingColumns,
+    Problem,
+    apply_batch,
+    column_map,
+)
+from convmem.kit.db import RetryTransaction, is_retryable, utcnow
+from convmem.operations.jobs import JobContext, JobFailed, JobHandlers, LeaseLost
+from convmem.profiles import store_schema
+from convmem.profiles.rules import StoreSchema
+from convmem.settings import Settings
+from convmem.stores import repository as stores
+
+log = logging.getLogger("convmem.imports")
+
+# More failed rows than this fail the import.
+MAX_FAILED_ROWS = 100
+# Warnings are all counted, but the report keeps the first ones only.
+MAX_WARNING_LINES = 10_000
+_BATCH_ATTEMPTS = 6
+
+
+class _DryRunDone(Exception):
+    """Rolls the dry run's transaction back."""
+
+
+class ImportJob:
+    def __init__(self, ctx: JobContext, storage: Storage, settings: Settings) -> None:
+        assert ctx.store_id is not None
+        self.ctx = ctx
+        self.storage = storage
+        self.settings = settings
+        self.store_id = ctx.store_id
+        self.import_id: str = ctx.payload["importId"]
+        self.schemas: dict[str, Any] = {}
+        checkpoint = ctx.checkpoint
+        self.done_row: int = checkpoint.get("row", 1)
+        self.counts = Counts(**checkpoint.get("counts", {}))
+        self.lines: int = checkpoint.get("lines", 0)
+        self.warning_lines: int = checkpoint.get("warningLines", 0)
+        self._pending: tuple[Counts, int, int, int] | None = None
+
+    # -- the whole job ----------------------------------------------------------
+
+    def run(self) -> None:
+        with self.ctx.step() as session:
+            row = repo.get(session, self.store_id, self.import_id)
+            if row is None or row.status in (COMPLETED, FAILED):
+                self.ctx.finish(resource_id=self.import_id)  # store deleted, or done
+                return
+            upload, status = upload_of(row), row.status
+            mappings = [
+                (m["columnName"], m["traitGroup"], m["traitName"]) for m in row.column_mappings
+            ]
+            dry_run = row.dry_run
+        size = self.storage.size(upload)
+        if size is None:
+            self._wait_for(upload)
+        if size != upload.file_size:
+            self.fail(
+                f"the uploaded file has {size} bytes but the import declared "
+                f"fileSize {upload.file_size}"
+            )
+        if status == PENDING:  # a bucket upload: nobody told us, we found it
+            with self.ctx.step() as session:
+                now = utcnow()
+                repo.mark_uploaded(
+                    session, self.store_id, self.import_id, uploaded_at=now, updated_at=now
+                )
+        with self.storage.open(upload) as stream:
+            try:
+                source = CsvSource(stream)
+                columns = column_map(source.header, mappings)
+            except (SourceError, MissingColumns) as exc:
+                self.fail(str(exc))
+            if dry_run:
+                self._dry_run(source, columns, upload)
+            else:
+                self._write(source, columns, upload)
+        self.storage.discard(upload)
+
+    def _wait_for(self, upload: Upload) -> None:
+        now = utcnow()
+        deadline = upload.expires_at + UPLOAD_GRACE
+        if now > deadline:
+            self.fail("the file was not uploaded before its upload URL expired")
+        if self.storage.receives_uploads:
+            # The upload itself wakes the job; otherwise wake up to fail it.
+            self.ctx.defer((deadline - now).total_seconds() + 1)
+        self.ctx.defer(self.settings.upload_poll_seconds)
+
+    def fail(self, message: str) -> None:
+        """Mark the import FAILED (what was committed stays) and stop."""
+        with self.ctx.step() as session:
+            repo.save(
+                session,
+                self.store_id,
+                self.import_id,
+                status=FAILED,
+                detail=message[:1024],
+                updated_at=utcnow(),
+            )
+        log.info("import failed", extra={"import": self.import_id, "detail": message[:200]})
+        raise JobFailed(message, code=20400, title="Import failed")
+
+    # -- writing ------------------------------------------------------------------
+
+    def _batches(self, source: CsvSource) -> Iterator[list[tuple[int, list[str]]]]:
+        size = self.settings.import_batch_size
+        batch: list[tuple[int, list[str]]] = []
+        rows = source.rows()
+        while True:
+            try:
+                number, cells = next(rows)
+            except StopIteration:
+                break
+            except SourceError as exc:
+                self.fail(f"{exc} ({self.counts.rows:,} rows before it were processed)")
+            if number <= self.done_row:
+                continue  # committed by an earlier attempt
+            batch.append((number, cells))
+            if len(batch) >= size:
+                yield batch
+                batch = []
+        yield batch  # the last one, maybe empty: it completes the import
+
+    def _write(self, source: CsvSource, columns: ColumnMap, upload: Upload) -> None:
+        for batch in self._batches(source):
+            last = len(batch) < self.settings.import_batch_size
+            self._retrying(
+                functools.partial(
+                    self._commit,
+                    columns=columns,
+                    batch=batch,
+                    source=source,
+                    last=last,
+                    upload=upload,
+                )
+            )
+            if self.ctx.finished:
+                return
+
+    def _retrying(self, work: Callable[[Session], None]) -> None:
+        """A step that a concurrent write made stale runs again from scratch."""
+        for attempt in range(_BATCH_ATTEMPTS):
+            saved = dict(self.ctx.checkpoint)
+            self._pending = None
+            try:
+                with self.ctx.step() as session:
+                    work(session)
+                if self._pending is not None:
+                    self.counts, self.lines, self.warning_lines, self.done_row = self._pending
+                return
+            except (RetryTransaction, DBAPIError) as exc:
+                if isinstance(exc, DBAPIError) and not is_retryable(exc):
+                    raise
+                self.ctx.checkpoint = saved
+                self.ctx.finished = False
+                if attempt == _BATCH_ATTEMPTS - 1:
+                    raise
+                time.sleep(0.05 * (attempt + 1))
+
+    def _schema(self, session: Session) -> StoreSchema:
+        ref = stores.get_live_ref(session, account_sid=self.ctx.account_sid, store_id=self.store_id)
+        if ref is None:
+            raise JobFailed("the store was deleted", code=20404, title="Import failed")
+        session.info["schemas"] = self.schemas
+        return store_schema.load(session, ref)
+
+    def _commit(
+        self,
+        session: Session,
+        *,
+        columns: ColumnMap,
+        batch: list[tuple[int, list[str]]],
+        source: CsvSource,
+        last: bool,
+        upload: Upload,
+    ) -> None:
+        counts = Counts(**self.counts.as_json())
+        problems: list[Problem] = []
+        if batch:
+            result = apply_batch(session, self.store_id, self._schema(session), columns, batch)
+            counts.add(result.counts)
+            problems = result.problems
+        lines, warning_lines, rows = self._report(problems)
+        repo.add_lines(session, rows)
+        values: dict[str, Any] = {
+            "counts": _counts_json(counts),
+            "progress": 1.0 if last else min(source.bytes_read / upload.file_size, 0.99),
+            "updated_at": utcnow(),
+        }
+        failed = counts.failed > MAX_FAILED_ROWS
+        if failed:
+            values.update(
+                status=FAILED,
+                detail=f"more than {MAX_FAILED_ROWS} rows failed ({counts.failed:,} of "
+                f"{counts.rows:,} so far); the rows written before stay, see the report",
+            )
+        elif last:
+            values["status"] = COMPLETED
+        repo.save(session, self.store_id, self.import_id, **values)
+        if batch:
+            self.ctx.checkpoint["row"] = batch[-1][0]
+        self.ctx.checkpoint.update(counts=counts.as_json(), lines=lines, warningLines=warning_lines)
+        if last or failed:
+            self.ctx.finish(resource_id=self.import_id)
+        # Taken up once the caller's step has committed (see _retrying).
+        self._pending = (counts, lines, warning_lines, batch[-1][0] if batch else self.done_row)
+
+    def _report(self, problems: Iterable[Problem]) -> tuple[int, int, list[dict[str, Any]]]:
+        lines, warning_lines = self.lines, self.warning_lines
+        rows: list[dict[str, Any]] = []
+        for p in problems:
+            if p.warning:
+                if warning_lines >= MAX_WARNING_LINES:
+                    continue
+                warning_lines += 1
+            lines += 1
+            rows.append(
+                {
+                    "store_id": self.store_id,
+                    "import_id": self.import_id,
+                    "seq": lines,
+                    "row": p.row,
+                    "column": p.column[:255],
+                    "code": p.code,
+                    "message": p.message[:1024],
+                    "value": p.value,
+                    "warning": p.warning,
+                }
+            )
+        return lines, warning_lines, rows
+
+    # -- dry run ------------------------------------------------------------------
+
+    def _dry_run(self, source: CsvSource, columns: ColumnMap, upload: Upload) -> None:
+        """Everything an import does, in one transaction that is rolled back."""
+        counts = Counts()
+        problems: list[Problem] = []
+        try:
+            with self.ctx.db.transaction(write=True) as session:
+                schema = self._schema(session)
+                for batch in self._batches(source):
+                    if self.ctx.lost.is_set():
+                        raise LeaseLost(self.ctx.op_id)
+                    if batch:
+                        result = apply_batch(session, self.store_id, schema, columns, batch)
+                        counts.add(result.counts)
+                        problems.extend(p for p in result.problems if not p.warning)
+                        problems.extend(
+                            [p for p in result.problems if p.warning][
+                                : max(0, MAX_WARNING_LINES - sum(q.warning for q in problems))
+                            ]
+                        )
+                    if counts.failed > MAX_FAILED_ROWS:
+                        break
+                raise _DryRunDone
+        except _DryRunDone:
+            pass
+        self.counts = Counts()
+        self.done_row = 1
+
+        def record(session: Session) -> None:
+            # The counts of what would have happened; nothing else is kept.
+            _, _, rows = self._report(problems)
+            repo.add_lines(session, rows)
+            values: dict[str, Any] = {
+                "counts": _counts_json(counts),
+                "progress": 1.0,
+                "updated_at": utcnow(),
+                "status": COMPLETED,
+            }
+            if counts.failed > MAX_FAILED_ROWS:
+                values.update(
+                    status=FAILED,
+                    detail=f"more than {MAX_FAILED_ROWS} rows would fail; see the report",
+                )
+            repo.save(session, self.store_id, self.import_id, **values)
+            self.ctx.finish(resource_id=self.import_id)
+
+        self._retrying(record)
+
+
+def _counts_json(counts: Counts) -> dict[str, int]:
+    body = counts.as_json()
+    body["processed"] = (
+        counts.created + counts.updated + counts.merged + counts.unchanged + counts.failed
+    )
+    return body
+
+
+def jobs(storage: Callable[[], Storage], settings: Settings) -> JobHandlers:
+    def run_import(ctx: JobContext) -> None:
+        ImportJob(ctx, storage(), settings).run()
+
+    return {IMPORT_KIND: run_import}

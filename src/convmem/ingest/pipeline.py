@@ -1,0 +1,221 @@
+"""Rows to profile writes: map columns to traits, coerce, resolve, write.
+
+`apply_batch` runs in the caller's transaction (a job step), so a batch's
+writes commit together with the caller's checkpoint. Every row ends in exactly
+one outcome, so the counts add up: rows = created + updated + merged +
+unchanged + failed."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+
+from sqlalchemy.orm import Session
+
+from convmem.identity.normalize import InvalidIdentifier, normalize
+from convmem.ingest.coerce import NULL_MARKER, CellError, coercer
+from convmem.kit.errors import ValidationFailed
+from convmem.profiles import engine
+from convmem.profiles.rules import Record, StoreSchema, TraitWrite, check_value
+
+# Codes of the report's lines: errors fail their row, warnings do not.
+RAGGED_ROW = "RAGGED_ROW"
+UNKNOWN_TRAIT = "UNKNOWN_TRAIT"
+INVALID_VALUE = "INVALID_VALUE"
+INVALID_IDENTIFIER = "INVALID_IDENTIFIER"
+NO_IDENTIFIER = "NO_IDENTIFIER"
+IDENTIFIER_CONFLICT = "IDENTIFIER_CONFLICT"
+COERCED = "COERCED"
+NORMALIZED = "NORMALIZED"
+
+
+@dataclass(frozen=True)
+class Field:
+    """A source column mapped to a trait."""
+
+    index: int
+    column: str
+    group: str
+    name: str
+
+    @property
+    def trait(self) -> str:
+        return f"{self.group}.{self.name}"
+
+
+@dataclass(frozen=True)
+class ColumnMap:
+    width: int  # columns every row must have
+    fields: tuple[Field, ...]
+
+
+class MissingColumns(ValueError):
+    pass
+
+
+def column_map(header: Sequence[str], mappings: Iterable[tuple[str, str, str]]) -> ColumnMap:
+    """Place each (column, group, trait) mapping on the header; MissingColumns
+    names every mapped column the header lacks."""
+    position = {name: n for n, name in enumerate(header)}
+    fields, missing = [], []
+    for column, group, name in mappings:
+        if column not in position:
+            missing.append(column)
+        else:
+            fields.append(Field(position[column], column, group, name))
+    if missing:
+        raise MissingColumns(
+            f"the file has no column {', '.join(repr(c) for c in missing)} "
+            f"(its header: {', '.join(repr(h) for h in header[:20])}"
+            f"{', …' if len(header) > 20 else ''})"
+        )
+    return ColumnMap(len(header), tuple(fields))
+
+
+@dataclass(frozen=True)
+class Problem:
+    """A line of the report: an error that failed its row, or a warning."""
+
+    row: int
+    column: str
+    code: str
+    message: str
+    value: str
+    warning: bool = False
+
+
+@dataclass
+class Counts:
+    rows: int = 0
+    created: int = 0
+    updated: int = 0
+    merged: int = 0
+    unchanged: int = 0
+    failed: int = 0
+    warnings: int = 0
+
+    def add(self, other: Counts) -> None:
+        for name, value in asdict(other).items():
+            setattr(self, name, getattr(self, name) + value)
+
+    def as_json(self) -> dict[str, int]:
+        return asdict(self)
+
+
+@dataclass
+class BatchResult:
+    counts: Counts = field(default_factory=Counts)
+    problems: list[Problem] = field(default_factory=list)
+
+
+def to_record(
+    number: int, cells: Sequence[str], columns: ColumnMap, schema: StoreSchema
+) -> tuple[Record | None, list[Problem]]:
+    """The row as a record, or None and the error that fails it (first in the
+    list); warnings of a written row come with it."""
+    if len(cells) != columns.width:
+        return None, [
+            Problem(
+                number,
+                "",
+                RAGGED_ROW,
+                f"the row has {len(cells)} fields; the header has {columns.width}",
+                "",
+            )
+        ]
+    writes: list[TraitWrite] = []
+    keys: list[tuple[str, str]] = []
+    warnings: list[Problem] = []
+    for f in columns.fields:
+        text = cells[f.index]
+        spec = schema.groups.get(f.group, {}).get(f.name)
+        if spec is None:
+            message = f"the store has no trait {f.trait} (deleted since the import was created?)"
+            return None, [Problem(number, f.column, UNKNOWN_TRAIT, message, "")]
+        if "\x00" in text:  # no database text type stores NUL
+            message = "the cell contains a NUL character"
+            return None, [Problem(number, f.column, INVALID_VALUE, message, "")]
+        if text == NULL_MARKER:
+            writes.append(TraitWrite(f.group, f.name, None))
+            continue
+        if text == "":
+            if spec.data_type != "STRING":
+                continue  # an empty cell of a number, boolean or array writes nothing
+            writes.append(TraitWrite(f.group, f.name, ""))
+            continue
+        try:
+            value, warning = coercer(spec)(text)
+            check_value(f.trait, spec, value)
+        except (CellError, ValidationFailed) as exc:
+            message = str(exc.args[0]) if exc.args else "invalid value"
+            return None, [Problem(number, f.column, INVALID_VALUE, message, _clip(text))]
+        if warning:
+            warnings.append(Problem(number, f.column, COERCED, warning, _clip(text), True))
+        writes.append(TraitWrite(f.group, f.name, value))
+        id_type = spec.id_type_promotion
+        config = schema.configs.get(id_type) if id_type else None
+        if config is None or value == "":
+            continue
+        try:
+            normalized = normalize(str(value), config.normalization)
+        except InvalidIdentifier as exc:
+            return None, [Problem(number, f.column, INVALID_IDENTIFIER, str(exc), _clip(text))]
+        keys.append((config.id_type, normalized))
+        if normalized != value:
+            message = f"{config.id_type} identifier normalized to '{normalized}'"
+            warnings.append(Problem(number, f.column, NORMALIZED, message, _clip(text), True))
+    if not keys:
+        promoted = [f.column for f in columns.fields if _promoted(schema, f)]
+        message = (
+            f"no identifier: every row needs a value in {' or '.join(promoted)}"
+            if promoted
+            else "no identifier: no mapped column is promoted to an identifier"
+        )
+        return None, [Problem(number, "", NO_IDENTIFIER, message, "")]
+    return Record(writes=writes, keys=keys), warnings
+
+
+def _promoted(schema: StoreSchema, f: Field) -> bool:
+    spec = schema.groups.get(f.group, {}).get(f.name)
+    return spec is not None and spec.id_type_promotion in schema.configs
+
+
+def apply_batch(
+    session: Session,
+    store_id: str,
+    schema: StoreSchema,
+    columns: ColumnMap,
+    rows: Sequence[tuple[int, Sequence[str]]],
+) -> BatchResult:
+    """Write a batch of (row number, cells) in the session's transaction."""
+    result = BatchResult()
+    counts = result.counts
+    records: list[Record] = []
+    numbers: list[int] = []
+    for number, cells in rows:
+        counts.rows += 1
+        record, problems = to_record(number, cells, columns, schema)
+        if record is None:
+            counts.failed += 1
+            result.problems.append(problems[0])
+            continue
+        records.append(record)
+        numbers.append(number)
+        if problems:
+            counts.warnings += len(problems)
+            result.problems.extend(problems)
+    for number, outcome in zip(
+        numbers, engine.write(session, store_id, schema, records), strict=True
+    ):
+        if outcome.status == engine.REJECTED:
+            counts.failed += 1
+            reason = outcome.reason or "rejected"
+            result.problems.append(Problem(number, "", IDENTIFIER_CONFLICT, reason, ""))
+            # Its warnings stay in the report; they are about values, not the outcome.
+        else:
+            setattr(counts, outcome.status, getattr(counts, outcome.status) + 1)
+    return result
+
+
+def _clip(text: str, limit: int = 256) -> str:
+    return text if len(text) <= limit else text[:limit] + "…"
