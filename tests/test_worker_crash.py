@@ -45,8 +45,8 @@ class JobCluster:
         store_id: str = self.client.get(location.headers["Location"]).json()["result"]["id"]
         return store_id
 
-    def start_worker(self) -> Process:
-        worker = start_worker(self.tmp_path, database_url=self.url, **JOB_ENV)
+    def start_worker(self, **env: str) -> Process:
+        worker = start_worker(self.tmp_path, database_url=self.url, **{**JOB_ENV, **env})
         self.workers.append(worker)
         return worker
 
