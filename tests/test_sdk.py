@@ -17,10 +17,15 @@ from tests.factories import ALYSSA
 from tests.live import ACCOUNT_SID, AUTH_TOKEN, Process, start_server
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def server(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
+    url = request.getfixturevalue("pg_url") if request.param == "postgresql" else None
     process: Process
-    process, url = start_server(tmp_path_factory.mktemp("sdk"), CONVMEM_JOB_POLL_SECONDS="0.1")
+    process, url = start_server(
+        tmp_path_factory.mktemp("sdk"), database_url=url, CONVMEM_JOB_POLL_SECONDS="0.1"
+    )
     yield url
     process.stop()
 
@@ -285,3 +290,46 @@ def test_a_merged_away_profile_through_the_sdk(client: Client) -> None:
         LookupList.Identifier({"idType": "phone", "value": "+14155550199"})
     )
     assert found.profiles == [merged]
+
+
+def test_imports_through_the_sdk(client: Client) -> None:
+    import httpx2 as httpx
+    from twilio.rest.memory.v1.import_ import ImportList
+
+    v1 = client.memory.v1
+    store_id = create_store(client, "sdk-imports")
+    data = (
+        b"email_address,first_name,last_name\nsdk@example.com,Sam,Doe\nsdk2@example.com,Ann,Lee\n"
+    )
+    created = v1.imports(store_id).create(
+        ImportList.CreateProfilesImportV2Request(
+            {
+                "filename": "profiles_import.csv",
+                "fileSize": len(data),
+                "columnMappings": [
+                    {"columnName": "first_name", "traitGroup": "Contact", "traitName": "firstName"},
+                    {"columnName": "last_name", "traitGroup": "Contact", "traitName": "lastName"},
+                    {"columnName": "email_address", "traitGroup": "Contact", "traitName": "email"},
+                ],
+            }
+        )
+    )
+    assert created.import_id and created.import_id.startswith("mem_import_")
+    assert created.url
+    assert httpx.put(created.url, content=data).status_code == 200
+    for _ in range(100):
+        status = v1.imports(store_id, created.import_id).fetch()
+        if status.status in ("COMPLETED", "FAILED"):
+            break
+        time.sleep(0.1)
+    assert status.status == "COMPLETED"
+    assert status.filename == "profiles_import.csv"
+    assert status.file_size == len(data)
+    assert status.summary == {"errors": 0, "warnings": 0}
+    assert list(v1.imports(store_id).list()) == [created.import_id]
+    from twilio.rest.memory.v1.lookup import LookupList
+
+    match = v1.lookup(store_id).create(
+        LookupList.Identifier({"idType": "email", "value": "sdk@example.com"})
+    )
+    assert len(match.profiles) == 1

@@ -137,6 +137,7 @@ class S3Storage:
 
     def __init__(self, settings: Settings) -> None:
         import boto3  # only this mode needs it loaded
+        from botocore.config import Config
 
         parsed = urlparse(settings.import_storage or "")
         if parsed.scheme != "s3" or not parsed.netloc:
@@ -152,6 +153,8 @@ class S3Storage:
             region_name=settings.s3_region,
             aws_access_key_id=settings.s3_access_key_id,
             aws_secret_access_key=settings.s3_secret_access_key,
+            # SigV4: its pre-signed URLs can sign the content length.
+            config=Config(signature_version="s3v4"),
         )
         self.expires_in = settings.upload_url_seconds
 
