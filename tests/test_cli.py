@@ -276,3 +276,43 @@ def test_admin_commands_use_the_sqlite_file_the_url_names(tmp_path: Path) -> Non
     )
     listed = runner.invoke(app, ["accounts", "list", "--data-dir", str(tmp_path / "d")], env=env)
     assert listed.exit_code == 0, listed.output
+
+
+def test_import_command_against_a_live_server(tmp_path: Path) -> None:
+    from tests.live import ACCOUNT_SID, AUTH_TOKEN
+
+    server, url = start_server(tmp_path, CONVMEM_JOB_POLL_SECONDS="0.1")
+    client = httpx.Client(base_url=url, auth=(ACCOUNT_SID, AUTH_TOKEN))
+    try:
+        location = client.post("/v1/ControlPlane/Stores", json={"displayName": "cli-import"})
+        store_id = client.get(location.headers["Location"]).json()["result"]["id"]
+        people = tmp_path / "people.csv"
+        people.write_text("email_address,first_name\ncli@example.com,Cli\n,nobody\n")
+        auth = ["--url", url, "--account", ACCOUNT_SID, "--token", AUTH_TOKEN]
+        maps = ["--map", "email_address=Contact.email", "--map", "first_name=Contact.firstName"]
+        args = ["import", "--store", store_id, "--file", str(people), *maps, *auth]
+        dry = runner.invoke(app, [*args, "--dry-run"])
+        assert dry.exit_code == 0, dry.output
+        assert "COMPLETED" in dry.output
+        lookup = {"idType": "email", "value": "cli@example.com"}
+        path = f"/v1/Stores/{store_id}/Profiles/Lookup"
+        assert client.post(path, json=lookup).json()["profiles"] == []
+        result = runner.invoke(app, args)
+        assert result.exit_code == 0, result.output
+        assert "1 errors" in result.output and "/Report" in result.output
+        assert len(client.post(path, json=lookup).json()["profiles"]) == 1
+        # Header names that are trait names need no --map.
+        named = tmp_path / "named.csv"
+        named.write_text("email,Contact.firstName\nnamed@example.com,Named\n")
+        inferred = runner.invoke(app, ["import", "--store", store_id, "--file", str(named), *auth])
+        assert inferred.exit_code == 0, inferred.output
+        lookup = {"idType": "email", "value": "named@example.com"}
+        assert len(client.post(path, json=lookup).json()["profiles"]) == 1
+        # A refusal is one line naming the problem.
+        bad_maps = ["--map", "email_address=Nope.email", "--map", "first_name=Contact.firstName"]
+        bad = runner.invoke(app, [*args[:5], *bad_maps, *auth])
+        assert bad.exit_code == 2
+        assert "no trait group 'Nope'" in bad.output
+    finally:
+        client.close()
+        server.stop()

@@ -6,6 +6,7 @@ how to fix it, and exit code 2; never a traceback.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -303,6 +304,89 @@ def worker(data_dir: DataDir = None) -> None:
     pool.start()
     stop.wait()
     pool.shutdown()
+
+
+@app.command("import")
+def import_csv(
+    store: Annotated[
+        str, typer.Option("--store", help="The store to import into (mem_store_...).")
+    ],
+    file: Annotated[
+        Path,
+        typer.Option("--file", help="The CSV file.", exists=True, dir_okay=False, readable=True),
+    ],
+    maps: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--map",
+            help="column=Group.trait (repeat it). Default: columns named Group.trait, or "
+            "like a trait of the store.",
+        ),
+    ] = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Report what would happen; write nothing.")
+    ] = False,
+    url: Annotated[
+        str, typer.Option("--url", help="The convmem server.", envvar="CONVMEM_URL")
+    ] = "http://127.0.0.1:8000",
+    account: Annotated[
+        str | None,
+        typer.Option("--account", help="Account SID or API key.", envvar="CONVMEM_ACCOUNT_SID"),
+    ] = None,
+    token: Annotated[
+        str | None,
+        typer.Option("--token", help="Auth token or key secret.", envvar="CONVMEM_AUTH_TOKEN"),
+    ] = None,
+) -> None:
+    """Import profiles from a CSV file through a running server's import API."""
+    from rich.progress import BarColumn, DownloadColumn, Progress, TaskProgressColumn
+
+    from convmem.imports import client as imports
+
+    if not account or not token:
+        fail("credentials needed: --account and --token (or CONVMEM_ACCOUNT_SID/_AUTH_TOKEN)")
+    api = imports.ImportClient(url, account, token)
+    try:
+        header = imports.read_header(file)
+        if maps:
+            mappings = imports.parse_maps(maps)
+        else:
+            mappings = imports.infer_maps(header, api.store_traits(store))
+            if not mappings:
+                fail(
+                    "no column is named like a trait of the store (Group.trait or trait); "
+                    "map them with --map column=Group.trait"
+                )
+        created = api.create(store, file, mappings, dry_run=dry_run)
+        import_id = created["importId"]
+        errors.print(f"import {import_id}" + (" (dry run)" if dry_run else ""), highlight=False)
+        with Progress(
+            "[progress.description]{task.description}",
+            BarColumn(),
+            TaskProgressColumn(),
+            DownloadColumn(),
+            console=errors,
+        ) as bars:
+            sending = bars.add_task("upload", total=file.stat().st_size)
+            api.upload(created["url"], file, lambda n: bars.advance(sending, n))
+            working = bars.add_task("process", total=1.0)
+            for status in api.follow(store, import_id):
+                bars.update(working, completed=float(status.get("progress") or 0))
+    except (imports.ClientError, ValueError, UnicodeDecodeError) as exc:
+        fail(str(exc))
+    counts = status.get("counts") or {}
+    say = functools.partial(console.print, highlight=False, markup=False, soft_wrap=True)
+    say(f"{status['status']}: " + ", ".join(f"{v:,} {k}" for k, v in counts.items()))
+    if status.get("message"):
+        say(status["message"])
+    summary = status.get("summary") or {}
+    if summary.get("errors") or summary.get("warnings"):
+        say(
+            f"{summary.get('errors', 0):,} errors, {summary.get('warnings', 0):,} warnings; "
+            f"report: {status.get('errorReportUrl')}"
+        )
+    if status["status"] != "COMPLETED":
+        raise typer.Exit(1)
 
 
 @app.command()
