@@ -11,6 +11,8 @@ from convmem.kit.errors import ValidationFailed
 MAX_VALUE_LENGTH = 255
 _WHITESPACE = re.compile(r"\s+")
 _NON_ALNUM = re.compile(r"[^0-9a-z]+")
+_NON_DIGIT = re.compile(r"\D")
+_NANP = re.compile(r"\+1[2-9]\d{2}[2-9]\d{6}\Z")
 
 
 class InvalidIdentifier(ValueError):
@@ -41,7 +43,7 @@ def normalize_phone(value: str) -> str:
     """E.164. US numbers may omit +1; other numbers need their country code
     (with or without '+'), as the Memory API documents."""
     text = value.strip()
-    digits = re.sub(r"\D", "", text)
+    digits = _NON_DIGIT.sub("", text)
     if not digits:
         raise InvalidIdentifier(f"'{value}' is not a phone number")
     if text.startswith("+") or text.startswith("00"):
@@ -50,6 +52,10 @@ def normalize_phone(value: str) -> str:
         candidate = "+1" + digits
     else:
         candidate = "+" + digits
+    if _NANP.match(candidate):
+        # Fast path (phonenumbers takes ~13 µs a value): a North American number
+        # with a valid area code and exchange is possible, and is its own E.164.
+        return candidate
     try:
         number = phonenumbers.parse(candidate, None)
     except phonenumbers.NumberParseException as exc:

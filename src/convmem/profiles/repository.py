@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 from collections.abc import Iterable, Sequence
-from functools import cache
+from functools import cache, lru_cache
 from typing import Any, cast
 
 import orjson
@@ -27,7 +28,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import CursorResult, Row
 from sqlalchemy.orm import Session
 
-from convmem.kit.db import Base, affected, core, is_postgres
+from convmem.kit.db import Base, UTCDateTime, affected, core, is_postgres
 from convmem.profiles.models import Profile, ProfileIdentifier, ProfileMerge, ProfileTrait
 from convmem.traits.models import TraitDefinition
 
@@ -560,6 +561,60 @@ def insert_rows(
             "identifiers": _json_rows(identifiers),
         }
         return int(core(session).execute(_INSERT_ROWS_PG, params).scalar_one())
-    insert_profiles(session, profiles)
-    upsert_traits(session, traits)
-    return insert_identifiers(session, identifiers)
+    connection = core(session)
+    _sqlite_insert(connection, Profile.__table__, profiles, "")
+    _sqlite_insert(
+        connection,
+        ProfileTrait.__table__,
+        traits,
+        "ON CONFLICT (store_id, profile_id, trait_key) DO UPDATE SET "
+        "value = excluded.value, updated_at = excluded.updated_at, def_key = excluded.def_key",
+    )
+    return _sqlite_insert(
+        connection,
+        ProfileIdentifier.__table__,
+        identifiers,
+        "ON CONFLICT (store_id, profile_id, id_type, value) DO NOTHING",
+    )
+
+
+# SQLite: batches go to the driver's executemany with values already in their
+# stored form. SQLAlchemy's per-row parameter processing costs several times
+# the insert itself for the thousands of rows of an import batch.
+def _sqlite_value(column: Any) -> Any:
+    if isinstance(column.type, UTCDateTime):
+        return _sqlite_datetime
+    if isinstance(column.type, JSON) or isinstance(getattr(column.type, "impl", None), JSON):
+        return lambda v: None if v is None else orjson.dumps(v).decode()
+    return None
+
+
+_SQLITE_DATETIME = "%Y-%m-%d %H:%M:%S.%f"
+
+
+@lru_cache(maxsize=256)  # a batch's rows share one timestamp
+def _sqlite_datetime(value: dt.datetime | None) -> str | None:
+    return None if value is None else value.astimezone(dt.UTC).strftime(_SQLITE_DATETIME)
+
+
+@cache
+def _sqlite_plan(table: Any, conflict: str) -> tuple[str, list[str], list[Any]]:
+    names = [c.name for c in table.columns]
+    sql = (
+        f"INSERT INTO {table.name} ({', '.join(names)}) "
+        f"VALUES ({', '.join('?' for _ in names)}) {conflict}"
+    )
+    return sql, names, [_sqlite_value(c) for c in table.columns]
+
+
+def _sqlite_insert(connection: Any, table: Any, rows: list[dict[str, Any]], conflict: str) -> int:
+    if not rows:
+        return 0
+    sql, names, converters = _sqlite_plan(table, conflict)
+    pairs = list(zip(names, converters, strict=True))
+    params = [
+        tuple(row.get(name) if conv is None else conv(row.get(name)) for name, conv in pairs)
+        for row in rows
+    ]
+    result = connection.exec_driver_sql(sql, params)
+    return int(result.rowcount)
