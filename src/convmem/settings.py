@@ -79,7 +79,7 @@ class Settings(BaseSettings):
         500, ge=1, description="Rows per transaction in background jobs (deletes, imports)."
     )
     import_batch_size: int = Field(
-        2000, ge=1, le=50_000, description="CSV rows an import writes per transaction."
+        5000, ge=1, le=50_000, description="CSV rows an import writes per transaction."
     )
     import_storage: str | None = Field(
         None,

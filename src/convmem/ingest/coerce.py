@@ -32,9 +32,12 @@ class CellError(ValueError):
 Coercer = Callable[[str], tuple[Any, str | None]]
 
 
+TRIMMED = "leading or trailing whitespace trimmed"
+
+
 def _string(text: str) -> tuple[Any, str | None]:
     value = text.strip()
-    return value, ("leading or trailing whitespace trimmed" if value != text else None)
+    return value, (TRIMMED if value != text else None)
 
 
 def _number(text: str) -> tuple[Any, str | None]:

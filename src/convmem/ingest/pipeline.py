@@ -9,14 +9,17 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
+from typing import Any
 
 from sqlalchemy.orm import Session
 
 from convmem.identity.normalize import InvalidIdentifier, normalize
-from convmem.ingest.coerce import NULL_MARKER, CellError, coercer
+from convmem.identity.resolution import IdConfig
+from convmem.ingest.coerce import NULL_MARKER, TRIMMED, CellError, Coercer, coercer
 from convmem.kit.errors import ValidationFailed
 from convmem.profiles import engine
 from convmem.profiles.rules import Record, StoreSchema, TraitWrite, check_value
+from convmem.traits.rules import MAX_STRING_LENGTH, TraitSpec
 
 # Codes of the report's lines: errors fail their row, warnings do not.
 RAGGED_ROW = "RAGGED_ROW"
@@ -108,11 +111,53 @@ class BatchResult:
     problems: list[Problem] = field(default_factory=list)
 
 
+@dataclass(frozen=True)
+class _Plan:
+    """How one mapped column becomes a trait write, worked out once per batch."""
+
+    field: Field
+    spec: TraitSpec | None
+    key: str
+    coerce: Coercer | None
+    plain_string: bool  # a STRING trait without a validation rule: the fast path
+    identifier: IdConfig | None
+
+
+def _plans(columns: ColumnMap, schema: StoreSchema) -> list[_Plan]:
+    plans = []
+    for f in columns.fields:
+        spec = schema.groups.get(f.group, {}).get(f.name)
+        config = None
+        if spec is not None and spec.id_type_promotion:
+            config = schema.configs.get(spec.id_type_promotion)
+        plans.append(
+            _Plan(
+                f,
+                spec,
+                f.trait,
+                coercer(spec) if spec else None,
+                spec is not None and spec.data_type == "STRING" and not spec.validation_rule,
+                config,
+            )
+        )
+    return plans
+
+
 def to_record(
     number: int, cells: Sequence[str], columns: ColumnMap, schema: StoreSchema
 ) -> tuple[Record | None, list[Problem]]:
     """The row as a record, or None and the error that fails it (first in the
     list); warnings of a written row come with it."""
+    return _to_record(number, cells, columns, schema, _plans(columns, schema))
+
+
+def _to_record(
+    number: int,
+    cells: Sequence[str],
+    columns: ColumnMap,
+    schema: StoreSchema,
+    plans: list[_Plan],
+) -> tuple[Record | None, list[Problem]]:
     if len(cells) != columns.width:
         return None, [
             Problem(
@@ -126,34 +171,43 @@ def to_record(
     writes: list[TraitWrite] = []
     keys: list[tuple[str, str]] = []
     warnings: list[Problem] = []
-    for f in columns.fields:
+    for plan in plans:
+        f = plan.field
         text = cells[f.index]
-        spec = schema.groups.get(f.group, {}).get(f.name)
+        spec = plan.spec
         if spec is None:
             message = f"the store has no trait {f.trait} (deleted since the import was created?)"
             return None, [Problem(number, f.column, UNKNOWN_TRAIT, message, "")]
+        if text == NULL_MARKER:
+            writes.append(TraitWrite(f.group, f.name, None, plan.key))
+            continue
+        if not text:
+            if spec.data_type == "STRING":  # an empty cell of other types writes nothing
+                writes.append(TraitWrite(f.group, f.name, "", plan.key))
+            continue
         if "\x00" in text:  # no database text type stores NUL
             message = "the cell contains a NUL character"
             return None, [Problem(number, f.column, INVALID_VALUE, message, "")]
-        if text == NULL_MARKER:
-            writes.append(TraitWrite(f.group, f.name, None))
-            continue
-        if text == "":
-            if spec.data_type != "STRING":
-                continue  # an empty cell of a number, boolean or array writes nothing
-            writes.append(TraitWrite(f.group, f.name, ""))
-            continue
-        try:
-            value, warning = coercer(spec)(text)
-            check_value(f.trait, spec, value)
-        except (CellError, ValidationFailed) as exc:
-            message = str(exc.args[0]) if exc.args else "invalid value"
-            return None, [Problem(number, f.column, INVALID_VALUE, message, _clip(text))]
-        if warning:
-            warnings.append(Problem(number, f.column, COERCED, warning, _clip(text), True))
-        writes.append(TraitWrite(f.group, f.name, value))
-        id_type = spec.id_type_promotion
-        config = schema.configs.get(id_type) if id_type else None
+        value: Any
+        if plan.plain_string:
+            value = text.strip()
+            if len(value) > MAX_STRING_LENGTH:
+                message = f"{f.trait}: longer than {MAX_STRING_LENGTH} characters"
+                return None, [Problem(number, f.column, INVALID_VALUE, message, _clip(text))]
+            if value != text:
+                warnings.append(Problem(number, f.column, COERCED, TRIMMED, _clip(text), True))
+        else:
+            assert plan.coerce is not None
+            try:
+                value, warning = plan.coerce(text)
+                check_value(f.trait, spec, value)
+            except (CellError, ValidationFailed) as exc:
+                message = str(exc.args[0]) if exc.args else "invalid value"
+                return None, [Problem(number, f.column, INVALID_VALUE, message, _clip(text))]
+            if warning:
+                warnings.append(Problem(number, f.column, COERCED, warning, _clip(text), True))
+        writes.append(TraitWrite(f.group, f.name, value, plan.key))
+        config = plan.identifier
         if config is None or value == "":
             continue
         try:
@@ -192,9 +246,10 @@ def apply_batch(
     counts = result.counts
     records: list[Record] = []
     numbers: list[int] = []
+    plans = _plans(columns, schema)
     for number, cells in rows:
         counts.rows += 1
-        record, problems = to_record(number, cells, columns, schema)
+        record, problems = _to_record(number, cells, columns, schema, plans)
         if record is None:
             counts.failed += 1
             result.problems.append(problems[0])

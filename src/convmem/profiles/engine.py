@@ -44,7 +44,7 @@ def find_holders(
     return holders
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Outcome:
     """What writing one record did.
 
@@ -208,6 +208,11 @@ def _describe_outcomes(
         for profile in profiles:
             known[profile].add(key)
     for group in groups:
+        if len(group.records) == 1 and group.canonical is None:
+            # The common case of a bulk load: one record, a new profile.
+            index = group.records[0]
+            outcomes[index] = Outcome(CREATED, targets[index])
+            continue
         for position, index in enumerate(group.records):
             record, target = records[index], targets[index]
             current, held = values[target], known[target]
@@ -352,7 +357,12 @@ def _trait_changes(
 
 
 def identifier_row(
-    store_id: str, profile_id: str, schema: StoreSchema, key: Key, now: dt.datetime
+    store_id: str,
+    profile_id: str,
+    schema: StoreSchema,
+    key: Key,
+    now: dt.datetime,
+    sort_key: str | None = None,
 ) -> dict[str, Any]:
     id_type, value = key
     config = schema.configs[id_type]
@@ -363,7 +373,7 @@ def identifier_row(
         "id_type": id_type,
         "value": value,
         "unique_value": value if config.unique else None,
-        "sort_key": ids.new_id(ids.ROW),
+        "sort_key": sort_key or ids.new_id(ids.ROW),
         "fuzzy": config.fuzzy,
         "block_prefix": prefix,
         "block_suffix": suffix,
@@ -382,11 +392,17 @@ def _identifier_rows(
     """Identifier rows to add, and how many per (profile, idType)."""
     rows: dict[tuple[str, str, str], dict[str, Any]] = {}
     per_type: dict[tuple[str, str], int] = defaultdict(int)
+    # Sort keys order identifiers by creation: one fresh id for the batch plus
+    # a counter sorts after every earlier key and keeps the batch's own order.
+    base = ids.new_id(ids.ROW)
     for index in written:
         record, profile_id = records[index], targets[index]
         for key in record.keys:
             if key[0] in schema.configs and (profile_id, *key) not in rows:
-                rows[(profile_id, *key)] = identifier_row(store_id, profile_id, schema, key, now)
+                sort_key = f"{base}{len(rows):08d}"
+                rows[(profile_id, *key)] = identifier_row(
+                    store_id, profile_id, schema, key, now, sort_key
+                )
                 per_type[(profile_id, key[0])] += 1
     return list(rows.values()), per_type
 

@@ -611,10 +611,10 @@ def _sqlite_insert(connection: Any, table: Any, rows: list[dict[str, Any]], conf
     if not rows:
         return 0
     sql, names, converters = _sqlite_plan(table, conflict)
-    pairs = list(zip(names, converters, strict=True))
-    params = [
-        tuple(row.get(name) if conv is None else conv(row.get(name)) for name, conv in pairs)
-        for row in rows
+    # Column by column (list comprehensions), then zipped into row tuples.
+    columns = [
+        [row[name] for row in rows] if conv is None else [conv(row[name]) for row in rows]
+        for name, conv in zip(names, converters, strict=True)
     ]
-    result = connection.exec_driver_sql(sql, params)
+    result = connection.exec_driver_sql(sql, list(zip(*columns, strict=True)))
     return int(result.rowcount)

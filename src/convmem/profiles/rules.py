@@ -41,15 +41,29 @@ class StoreSchema:
         return spec.id_type_promotion if spec else None
 
 
-@dataclass(frozen=True)
 class TraitWrite:
-    group: str
-    name: str
-    value: Any  # None deletes the trait
+    """One trait value to write (None deletes the trait). A plain slotted class:
+    imports make millions of them."""
 
-    @property
-    def key(self) -> str:
-        return f"{self.group}.{self.name}"
+    __slots__ = ("group", "key", "name", "value")
+
+    def __init__(self, group: str, name: str, value: Any, key: str | None = None) -> None:
+        self.group = group
+        self.name = name
+        self.value = value
+        self.key = key or f"{group}.{name}"  # "<group>.<trait>"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, TraitWrite) and (self.group, self.name, self.value) == (
+            other.group,
+            other.name,
+            other.value,
+        )
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"TraitWrite({self.group!r}, {self.name!r}, {self.value!r})"
 
 
 @dataclass
