@@ -19,7 +19,7 @@ from convmem.kit.db import Database, utcnow
 from convmem.operations.models import Operation
 from convmem.settings import Settings
 from tests.conftest import Api
-from tests.factories import make_store, profiles_url, run_jobs
+from tests.factories import make_profile, make_store, profiles_url, run_jobs
 
 DOCUMENTED = {
     "filename": "profiles_import.csv",
@@ -360,3 +360,76 @@ def test_expired_upload_url(api: Api, db: Database, settings: Settings) -> None:
     status = api.get(imports_url(store_id, created["importId"])).json()
     assert status["status"] == "FAILED"
     assert "not uploaded" in status["message"]
+
+
+def test_a_conflicting_row_fails_alone_while_bulk_stays_all_or_nothing(
+    api: Api, db: Database, settings: Settings
+) -> None:
+    store_id = make_store(api)
+    settings_url = f"/v1/ControlPlane/Stores/{store_id}/IdentityResolutionSettings"
+    identity = api.get(settings_url).json()
+    # phone stays unique but no longer merges: a phone held by another profile conflicts.
+    identity["matchingRules"] = [r for r in identity["matchingRules"] if r != "phone"]
+    assert api.put(settings_url, json=identity).status_code == 202
+    holder = make_profile(api, store_id, email="holder@example.com", phone="+14155550150")
+    items = [
+        {"traits": {"Contact": {"email": "other@example.com", "phone": "+14155550150"}}},
+        {"traits": {"Contact": {"email": "fine@example.com"}}},
+    ]
+    bulk = api.put(profiles_url(store_id, "Bulk"), json={"profiles": items})
+    assert bulk.status_code == 409, bulk.text
+    assert lookup(api, store_id, "email", "fine@example.com") == []
+
+    data = b"email,phone,first\nother@example.com,+14155550150,O\nfine@example.com,,F\n"
+    status = run_import(api, db, settings, store_id, data)
+    assert status["status"] == "COMPLETED", status
+    assert status["counts"]["failed"] == 1
+    assert status["counts"]["created"] == 1
+    (line,) = [line for line in report(api, store_id, status["importId"])[1:] if line[5] == "error"]
+    assert line[0] == "2" and line[2] == "IDENTIFIER_CONFLICT" and holder in line[3]
+    assert lookup(api, store_id, "email", "other@example.com") == []
+    assert len(lookup(api, store_id, "email", "fine@example.com")) == 1
+
+
+def test_cells_are_coerced_to_trait_types(api: Api, db: Database, settings: Settings) -> None:
+    store_id = make_store(api)
+    group = {
+        "displayName": "Loyalty",
+        "traits": {
+            "points": {"dataType": "NUMBER"},
+            "vip": {"dataType": "BOOLEAN"},
+            "tags": {"dataType": "ARRAY"},
+        },
+    }
+    assert api.post(f"/v1/ControlPlane/Stores/{store_id}/TraitGroups", json=group).status_code
+    mappings = [
+        MAPPINGS[0],
+        {"columnName": "points", "traitGroup": "Loyalty", "traitName": "points"},
+        {"columnName": "vip", "traitGroup": "Loyalty", "traitName": "vip"},
+        {"columnName": "tags", "traitGroup": "Loyalty", "traitName": "tags"},
+    ]
+    data = (
+        b"email,points,vip,tags\n"
+        b"n1@example.com,42,yes,a|b\n"
+        b'n2@example.com,"1,234.5",false,"[""x"", 2]"\n'
+        b"n3@example.com,,,\n"
+        b"n4@example.com,lots,true,\n"
+        b"n5@example.com,1,maybe,\n"
+    )
+    status = run_import(api, db, settings, store_id, data, mappings=mappings)
+    assert status["counts"]["created"] == 3 and status["counts"]["failed"] == 2, status
+
+    def loyalty(email: str) -> dict[str, Any]:
+        (pid,) = lookup(api, store_id, "email", email)
+        body = api.get(profiles_url(store_id, pid)).json()
+        return dict(body["traits"].get("Loyalty", {}))
+
+    assert loyalty("n1@example.com") == {"points": 42, "vip": True, "tags": ["a", "b"]}
+    assert loyalty("n2@example.com") == {"points": 1234.5, "vip": False, "tags": ["x", 2]}
+    assert loyalty("n3@example.com") == {}  # empty cells of non-strings write nothing
+    errors = {
+        line[0]: line[3]
+        for line in report(api, store_id, status["importId"])[1:]
+        if line[5] == "error"
+    }
+    assert "not a number" in errors["5"] and "not a boolean" in errors["6"]
