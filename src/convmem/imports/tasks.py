@@ -39,6 +39,7 @@ from convmem.ingest.pipeline import (
 )
 from convmem.kit.db import RetryTransaction, is_retryable, utcnow
 from convmem.operations.jobs import JobContext, JobFailed, JobHandlers, LeaseLost
+from convmem.profiles import repository as profiles_repo
 from convmem.profiles import store_schema
 from convmem.profiles.rules import StoreSchema
 from convmem.settings import Settings
@@ -213,6 +214,8 @@ class ImportJob:
         counts = Counts(**self.counts.as_json())
         problems: list[Problem] = []
         if batch:
+            if self._statistics_due():
+                profiles_repo.refresh_statistics(session)
             result = apply_batch(session, self.store_id, self._schema(session), columns, batch)
             counts.add(result.counts)
             problems = result.problems
@@ -240,6 +243,18 @@ class ImportJob:
             self.ctx.finish(resource_id=self.import_id)
         # Taken up once the caller's step has committed (see _retrying).
         self._pending = (counts, lines, warning_lines, batch[-1][0] if batch else self.done_row)
+
+    def _statistics_due(self) -> bool:
+        """Whether the rows written so far doubled since the planner's last
+        look (1, 2, 4, 8... batches in): a few ANALYZEs per import."""
+        batches = self.counts.rows // self.settings.import_batch_size
+        if batches < 1 or batches & (batches - 1):
+            return False
+        done = self.ctx.checkpoint.get("analyzedAt", 0)
+        if batches <= done:
+            return False
+        self.ctx.checkpoint["analyzedAt"] = batches
+        return True
 
     def _report(self, problems: Iterable[Problem]) -> tuple[int, int, list[dict[str, Any]]]:
         lines, warning_lines = self.lines, self.warning_lines

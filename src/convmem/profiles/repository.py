@@ -399,6 +399,15 @@ def delete_profile(session: Session, store_id: str, profile_id: str) -> None:
     session.execute(delete(Profile).where(Profile.store_id == store_id, Profile.id == profile_id))
 
 
+def refresh_statistics(session: Session) -> None:
+    """ANALYZE the profile tables (PostgreSQL). A bulk load into a store that
+    was empty outgrows the planner's statistics long before autovacuum looks:
+    until then it may filter a store's whole identifier index instead of
+    searching it (seen: 0.6 s per batch look-up at 200k profiles)."""
+    if is_postgres(session):
+        session.execute(text("ANALYZE profiles, profile_identifiers, profile_traits"))
+
+
 def shared_value(session: Session, store_id: str, id_type: str) -> str | None:
     """A value of `id_type` held by more than one profile, if any (one pass
     over the covering index, in value order)."""
