@@ -181,36 +181,39 @@ def main() -> None:
             f"generated {args.rows:,} rows, {size_mb:.1f} MiB "
             f"in {time.perf_counter() - start:.1f} s"
         )
-        results = []
+        print(
+            f"{'backend':<11}{'rows':>10}{'seconds':>9}{'rows/s':>9}{'baseline/s':>12}"
+            f"{'x base':>8}{'peak RSS':>10}  target",
+            flush=True,
+        )
         if args.backend in ("sqlite", "both"):
-            results.append(run("sqlite", None, path))
+            report(run("sqlite", None, path))
         if args.backend in ("postgresql", "both"):
             with scratch_postgres() as url:
                 if url:
-                    results.append(run("postgresql", url, path))
-    print(
-        f"{'backend':<11}{'rows':>10}{'seconds':>9}{'rows/s':>9}{'baseline/s':>12}"
-        f"{'x base':>8}{'peak RSS':>10}  target"
-    )
-    for r in results:
-        target = TARGETS.get(r["backend"])
-        verdict = ""
-        if target:
-            ok = (
-                r["rows_per_s"] >= target["rps"]
-                and r["ratio"] <= target["ratio"]
-                and r["peak_rss_mb"] < target["rss_mb"]
-            )
-            verdict = (
-                f"{'met' if ok else 'MISSED'} (>= {target['rps']:,} rows/s, "
-                f"<= {target['ratio']:g}x, < {target['rss_mb']} MB)"
-            )
-        print(
-            f"{r['backend']:<11}{r['rows']:>10,}{r['seconds']:>9.1f}{r['rows_per_s']:>9,.0f}"
-            f"{r['baseline_rows_per_s']:>12,.0f}{r['ratio']:>7.1f}x{r['peak_rss_mb']:>7.0f} MB"
-            f"  {verdict}"
+                    report(run("postgresql", url, path))
+
+
+def report(r: dict[str, Any]) -> None:
+    """One backend's line, printed as soon as it is measured."""
+    target = TARGETS.get(r["backend"])
+    verdict = ""
+    if target:
+        ok = (
+            r["rows_per_s"] >= target["rps"]
+            and r["ratio"] <= target["ratio"]
+            and r["peak_rss_mb"] < target["rss_mb"]
         )
-        print(f"{'':<11}counts {r['counts']}, warnings {r['warnings']:,}")
+        verdict = (
+            f"{'met' if ok else 'MISSED'} (>= {target['rps']:,} rows/s, "
+            f"<= {target['ratio']:g}x, < {target['rss_mb']} MB)"
+        )
+    print(
+        f"{r['backend']:<11}{r['rows']:>10,}{r['seconds']:>9.1f}{r['rows_per_s']:>9,.0f}"
+        f"{r['baseline_rows_per_s']:>12,.0f}{r['ratio']:>7.1f}x{r['peak_rss_mb']:>7.0f} MB"
+        f"  {verdict}"
+    )
+    print(f"{'':<11}counts {r['counts']}, warnings {r['warnings']:,}", flush=True)
 
 
 if __name__ == "__main__":

@@ -332,15 +332,16 @@ def _trait_changes(
     """Deletes the traits set to null; returns the rows to upsert (later records
     win over earlier ones for the same profile and trait)."""
     upserts: dict[tuple[str, str], dict[str, Any]] = {}
-    deletes: dict[str, set[str]] = defaultdict(set)
+    deletes: dict[str, set[str]] = {}
     for index in written:
         record, profile_id = records[index], targets[index]
         for w in record.writes:
             if w.value is None:
                 upserts.pop((profile_id, w.key), None)
-                deletes[profile_id].add(w.key)
+                deletes.setdefault(profile_id, set()).add(w.key)
                 continue
-            deletes[profile_id].discard(w.key)
+            if profile_id in deletes:
+                deletes[profile_id].discard(w.key)
             upserts[(profile_id, w.key)] = {
                 "store_id": store_id,
                 "profile_id": profile_id,
@@ -352,7 +353,8 @@ def _trait_changes(
                 "def_key": schema.def_keys[w.key],
             }
     for profile_id, keys in deletes.items():
-        repo.delete_traits(session, store_id, profile_id, keys)
+        if keys:
+            repo.delete_traits(session, store_id, profile_id, keys)
     return list(upserts.values())
 
 
