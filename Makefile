@@ -44,6 +44,7 @@ bench: $(STAMP)
 	$(PY) bench/profiles.py
 	$(PY) bench/concurrency.py
 	$(PY) bench/contention.py
+	$(PY) bench/imports.py
 
 clean:
 	rm -rf $(VENV) convmem-data .pytest_cache .mypy_cache .ruff_cache

@@ -433,3 +433,21 @@ def test_cells_are_coerced_to_trait_types(api: Api, db: Database, settings: Sett
         if line[5] == "error"
     }
     assert "not a number" in errors["5"] and "not a boolean" in errors["6"]
+
+
+def test_uploads_are_not_bound_by_the_json_body_limit(db: Database, settings: Settings) -> None:
+    from fastapi.testclient import TestClient
+
+    from convmem.app import create_app
+    from tests.conftest import new_account
+
+    small = settings.model_copy(update={"max_body_bytes": 1024})
+    with TestClient(create_app(small, db=db), base_url="http://convmem.test") as client:
+        api = Api(client, *new_account(db))
+        store_id = make_store(api)
+        rows = [f"big{n}@example.com,,Name{n}" for n in range(2000)]
+        data = ("email,phone,first\n" + "\n".join(rows) + "\n").encode()
+        assert len(data) > 40 * 1024
+        status = run_import(api, db, small, store_id, data)
+        assert status["status"] == "COMPLETED", status
+        assert status["counts"]["created"] == 2000
