@@ -40,6 +40,8 @@ IMPLEMENTED = [
     "/v1/Stores/{storeId}/Profiles",
     "/v1/Stores/{storeId}/Profiles/Bulk",
     "/v1/Stores/{storeId}/Profiles/Lookup",
+    "/v1/Stores/{storeId}/Profiles/Imports",
+    "/v1/Stores/{storeId}/Profiles/Imports/{importId}",
     "/v1/Stores/{storeId}/Profiles/{profileId}",
     "/v1/Stores/{storeId}/Profiles/{profileId}/Traits",
     "/v1/Stores/{storeId}/Profiles/{profileId}/Identifiers",

@@ -125,6 +125,7 @@ def test_import_end_to_end(api: Api, db: Database, settings: Settings) -> None:
         "failed": 0,
     }
     assert status["progress"] == 1
+    assert not (settings.data_dir / "uploads" / store_id / f"{status['importId']}.csv").exists()
     assert status["summary"]["errors"] == 0
     # " BOB@Example.com " trimmed and normalized, the phone normalized: warnings.
     assert status["summary"]["warnings"] >= 2
@@ -210,6 +211,8 @@ def test_more_than_100_bad_rows_fail_the_import(api: Api, db: Database, settings
     assert status["counts"]["failed"] == 101
     lines = report(api, store_id, status["importId"])
     assert len([line for line in lines[1:] if line[5] == "error"]) == 101
+    # The uploaded file goes once the import is over, failed or not.
+    assert not (settings.data_dir / "uploads" / store_id / f"{status['importId']}.csv").exists()
 
 
 @pytest.mark.parametrize(

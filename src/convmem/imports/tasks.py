@@ -38,6 +38,7 @@ from convmem.ingest.pipeline import (
     column_map,
 )
 from convmem.kit.db import RetryTransaction, is_retryable, utcnow
+from convmem.kit.gcpause import gc_paused
 from convmem.operations.jobs import JobContext, JobFailed, JobHandlers, LeaseLost
 from convmem.profiles import repository as profiles_repo
 from convmem.profiles import store_schema
@@ -73,6 +74,7 @@ class ImportJob:
         self.lines: int = checkpoint.get("lines", 0)
         self.warning_lines: int = checkpoint.get("warningLines", 0)
         self._pending: tuple[Counts, int, int, int] | None = None
+        self.upload: Upload | None = None
 
     # -- the whole job ----------------------------------------------------------
 
@@ -83,6 +85,7 @@ class ImportJob:
                 self.ctx.finish(resource_id=self.import_id)  # store deleted, or done
                 return
             upload, status = upload_of(row), row.status
+            self.upload = upload
             mappings = [
                 (m["columnName"], m["traitGroup"], m["traitName"]) for m in row.column_mappings
             ]
@@ -135,6 +138,8 @@ class ImportJob:
                 updated_at=utcnow(),
             )
         log.info("import failed", extra={"import": self.import_id, "detail": message[:200]})
+        if self.upload is not None:
+            self.storage.discard(self.upload)  # the file is of no further use
         raise JobFailed(message, code=20400, title="Import failed")
 
     # -- writing ------------------------------------------------------------------
@@ -159,20 +164,25 @@ class ImportJob:
         yield batch  # the last one, maybe empty: it completes the import
 
     def _write(self, source: CsvSource, columns: ColumnMap, upload: Upload) -> None:
-        for batch in self._batches(source):
-            last = len(batch) < self.settings.import_batch_size
-            self._retrying(
-                functools.partial(
-                    self._commit,
-                    columns=columns,
-                    batch=batch,
-                    source=source,
-                    last=last,
-                    upload=upload,
+        batches = self._batches(source)
+        while not self.ctx.finished:
+            # Reading a batch and writing it allocate millions of short-lived
+            # objects: the collector runs between batches, not inside them.
+            with gc_paused():
+                batch = next(batches, None)
+                if batch is None:
+                    return
+                last = len(batch) < self.settings.import_batch_size
+                self._retrying(
+                    functools.partial(
+                        self._commit,
+                        columns=columns,
+                        batch=batch,
+                        source=source,
+                        last=last,
+                        upload=upload,
+                    )
                 )
-            )
-            if self.ctx.finished:
-                return
 
     def _retrying(self, work: Callable[[Session], None]) -> None:
         """A step that a concurrent write made stale runs again from scratch."""
@@ -216,7 +226,8 @@ class ImportJob:
         if batch:
             if self._statistics_due():
                 profiles_repo.refresh_statistics(session)
-            result = apply_batch(session, self.store_id, self._schema(session), columns, batch)
+            with gc_paused():
+                result = apply_batch(session, self.store_id, self._schema(session), columns, batch)
             counts.add(result.counts)
             problems = result.problems
         lines, warning_lines, rows = self._report(problems)
@@ -293,7 +304,8 @@ class ImportJob:
                     if self.ctx.lost.is_set():
                         raise LeaseLost(self.ctx.op_id)
                     if batch:
-                        result = apply_batch(session, self.store_id, schema, columns, batch)
+                        with gc_paused():
+                            result = apply_batch(session, self.store_id, schema, columns, batch)
                         counts.add(result.counts)
                         problems.extend(p for p in result.problems if not p.warning)
                         problems.extend(
