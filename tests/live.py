@@ -65,6 +65,9 @@ def base_env(data_dir: Path, database_url: str | None = None, **extra: str) -> d
         "CONVMEM_ACCOUNT_SID": ACCOUNT_SID,
         "CONVMEM_AUTH_TOKEN": AUTH_TOKEN,
         "CONVMEM_LOG_LEVEL": "WARNING",
+        # Live servers of a test session share one account (and, on PostgreSQL,
+        # one database): the per-account store limit is not what they test.
+        "CONVMEM_MAX_STORES_PER_ACCOUNT": "10000",
         **extra,
     }
     if database_url:
