@@ -454,3 +454,17 @@ def test_uploads_are_not_bound_by_the_json_body_limit(db: Database, settings: Se
         status = run_import(api, db, small, store_id, data)
         assert status["status"] == "COMPLETED", status
         assert status["counts"]["created"] == 2000
+
+
+def test_deleting_the_store_leaves_no_upload_behind(
+    api: Api, db: Database, settings: Settings
+) -> None:
+    store_id = make_store(api)
+    data = b"email,phone,first\ngone@example.com,,G\n"
+    created = create(api, store_id, data)
+    assert upload(api, created["url"], data).status_code == 200
+    file = settings.data_dir / "uploads" / store_id / f"{created['importId']}.csv"
+    assert file.exists()
+    assert api.delete(f"/v1/ControlPlane/Stores/{store_id}").status_code == 202
+    run_jobs(db, settings=settings)
+    assert not file.exists()

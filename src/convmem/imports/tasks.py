@@ -55,6 +55,10 @@ MAX_WARNING_LINES = 10_000
 _BATCH_ATTEMPTS = 6
 
 
+class _StoreGone(Exception):
+    """The store was deleted (or is being deleted) during the import."""
+
+
 class _DryRunDone(Exception):
     """Rolls the dry run's transaction back."""
 
@@ -83,6 +87,8 @@ class ImportJob:
             row = repo.get(session, self.store_id, self.import_id)
             if row is None or row.status in (COMPLETED, FAILED):
                 self.ctx.finish(resource_id=self.import_id)  # store deleted, or done
+                if row is None:  # a file uploaded for it has no use left
+                    self.storage.discard(Upload(self.store_id, self.import_id, 0, utcnow()))
                 return
             upload, status = upload_of(row), row.status
             self.upload = upload
@@ -110,10 +116,13 @@ class ImportJob:
                 columns = column_map(source.header, mappings)
             except (SourceError, MissingColumns) as exc:
                 self.fail(str(exc))
-            if dry_run:
-                self._dry_run(source, columns, upload)
-            else:
-                self._write(source, columns, upload)
+            try:
+                if dry_run:
+                    self._dry_run(source, columns, upload)
+                else:
+                    self._write(source, columns, upload)
+            except _StoreGone:
+                self.fail("the store was deleted")
         self.storage.discard(upload)
 
     def _wait_for(self, upload: Upload) -> None:
@@ -207,7 +216,7 @@ class ImportJob:
     def _schema(self, session: Session) -> StoreSchema:
         ref = stores.get_live_ref(session, account_sid=self.ctx.account_sid, store_id=self.store_id)
         if ref is None:
-            raise JobFailed("the store was deleted", code=20404, title="Import failed")
+            raise _StoreGone
         session.info["schemas"] = self.schemas
         return store_schema.load(session, ref)
 
