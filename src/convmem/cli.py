@@ -339,7 +339,13 @@ def import_csv(
     ] = None,
 ) -> None:
     """Import profiles from a CSV file through a running server's import API."""
-    from rich.progress import BarColumn, DownloadColumn, Progress, TaskProgressColumn
+    from rich.progress import (
+        BarColumn,
+        DownloadColumn,
+        Progress,
+        TaskProgressColumn,
+        TextColumn,
+    )
 
     from convmem.imports import client as imports
 
@@ -367,11 +373,21 @@ def import_csv(
             DownloadColumn(),
             console=errors,
         ) as bars:
-            sending = bars.add_task("upload", total=file.stat().st_size)
+            sending = bars.add_task("upload ", total=file.stat().st_size)
             api.upload(created["url"], file, lambda n: bars.advance(sending, n))
-            working = bars.add_task("process", total=1.0)
+        with Progress(
+            "[progress.description]{task.description}",
+            BarColumn(),
+            TaskProgressColumn(),
+            TextColumn("{task.fields[rows]}"),
+            console=errors,
+        ) as bars:
+            working = bars.add_task("process", total=1.0, rows="")
             for status in api.follow(store, import_id):
-                bars.update(working, completed=float(status.get("progress") or 0))
+                done = (status.get("counts") or {}).get("processed", 0)
+                bars.update(
+                    working, completed=float(status.get("progress") or 0), rows=f"{done:,} rows"
+                )
     except (imports.ClientError, ValueError, UnicodeDecodeError) as exc:
         fail(str(exc))
     counts = status.get("counts") or {}
