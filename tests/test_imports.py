@@ -468,3 +468,17 @@ def test_deleting_the_store_leaves_no_upload_behind(
     assert api.delete(f"/v1/ControlPlane/Stores/{store_id}").status_code == 202
     run_jobs(db, settings=settings)
     assert not file.exists()
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/v1/Uploads/Imports/mem_store_%00/mem_import_00000000000000000000000000",
+        "/v1/Uploads/Imports/..%2F..%2Fetc/mem_import_00000000000000000000000000",
+        "/v1/Uploads/Imports/mem_store_00000000000000000000000000/nope",
+    ],
+)
+def test_hostile_upload_paths_are_not_found(api: Api, path: str) -> None:
+    response = api.client.put(path + "?expires=1&signature=x", content=b"x")
+    assert response.status_code == 404, response.text
+    assert response.json()["code"] == 20404

@@ -150,8 +150,8 @@ class UploadTarget:
 
 def upload_target(session: Session, store_id: str, import_id: str) -> UploadTarget:
     """The import an upload URL names, while it still waits for its file."""
-    if not IMPORT_ID.match(import_id):
-        raise ImportNotFound(f"Import {import_id[:80]} not found")
+    if not IMPORT_ID.match(import_id) or not ids.STORE_ID.match(store_id):
+        raise ImportNotFound("Import not found")
     row = repo.get(session, store_id, import_id)
     if row is None:
         raise ImportNotFound(f"Import {import_id} not found")
