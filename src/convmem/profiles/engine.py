@@ -30,7 +30,19 @@ def find_holders(
 ) -> dict[Key, set[str]]:
     """Canonical profiles holding each key (or, for fuzzy idTypes, a similar value)."""
     keys = set(keys)
-    holders = repo.holders_exact(session, store_id, keys)
+    return _with_fuzzy(session, store_id, schema, keys, repo.holders_exact(session, store_id, keys))
+
+
+def _with_fuzzy(
+    session: Session,
+    store_id: str,
+    schema: StoreSchema,
+    keys: set[Key],
+    exact: dict[Key, set[str]],
+) -> dict[Key, set[str]]:
+    """`exact` plus, for fuzzy idTypes, the profiles holding a similar value
+    (a new mapping: `exact` is left as it is)."""
+    holders = {key: set(profiles) for key, profiles in exact.items()}
     for id_type, value in keys:
         config = schema.configs.get(id_type)
         if config is None or not config.fuzzy:
@@ -57,10 +69,6 @@ class Outcome:
     profile_id: str | None = None
     merged: tuple[str, ...] = ()
     reason: str | None = None
-
-    @property
-    def ok(self) -> bool:
-        return self.status != REJECTED
 
 
 CREATED, UPDATED, MERGED, UNCHANGED, REJECTED = (
@@ -175,11 +183,10 @@ def _find_holders(
     session: Session, store_id: str, schema: StoreSchema, keys: set[Key]
 ) -> tuple[dict[Key, set[str]], dict[Key, set[str]]]:
     """Holders (fuzzy matches included) and exact holders of each key."""
-    if not any(schema.configs.get(t) is not None and schema.configs[t].fuzzy for t, _ in keys):
-        holders = repo.holders_exact(session, store_id, keys)
-        return holders, holders
     exact = repo.holders_exact(session, store_id, keys)
-    return find_holders(session, store_id, schema, keys), exact
+    if not any(schema.configs.get(t) is not None and schema.configs[t].fuzzy for t, _ in keys):
+        return exact, exact
+    return _with_fuzzy(session, store_id, schema, keys, exact), exact
 
 
 def _describe_outcomes(

@@ -160,14 +160,6 @@ def fuzzy_candidates(
     return [(value, pid) for value, pid in rows]
 
 
-_INSERT_PROFILE = insert(Profile.__table__)  # type: ignore[arg-type]
-
-
-def insert_profiles(session: Session, rows: list[dict[str, Any]]) -> None:
-    if rows:
-        core(session).execute(_INSERT_PROFILE, rows)
-
-
 _TOUCH_ONE = (
     update(Profile.__table__)  # type: ignore[arg-type]
     .where(Profile.store_id == bindparam("sid"), Profile.id == bindparam("pid"))
@@ -181,17 +173,24 @@ def touch(session: Session, store_id: str, ids: Iterable[str], now: Any) -> None
         core(session).execute(_TOUCH_ONE, rows)
 
 
+# What every statement writing trait values or identifiers conflicts on, and
+# what a trait write overwrites (one definition for all backends and paths).
+_TRAIT_KEY = ("store_id", "profile_id", "trait_key")
+_TRAIT_OVERWRITES = ("value", "updated_at", "def_key")
+_IDENTIFIER_KEY = ("store_id", "profile_id", "id_type", "value")
+_TRAIT_CONFLICT_SQL = f"ON CONFLICT ({', '.join(_TRAIT_KEY)}) DO UPDATE SET " + ", ".join(
+    f"{name} = excluded.{name}" for name in _TRAIT_OVERWRITES
+)
+_IDENTIFIER_CONFLICT_SQL = f"ON CONFLICT ({', '.join(_IDENTIFIER_KEY)}) DO NOTHING"
+
+
 @cache
 def _upsert_traits(postgres: bool) -> Any:
     insert_ = postgresql.insert if postgres else sqlite.insert
     stmt = insert_(ProfileTrait.__table__)  # type: ignore[arg-type]
     return stmt.on_conflict_do_update(
-        index_elements=["store_id", "profile_id", "trait_key"],
-        set_={
-            "value": stmt.excluded.value,
-            "updated_at": stmt.excluded.updated_at,
-            "def_key": stmt.excluded.def_key,
-        },
+        index_elements=list(_TRAIT_KEY),
+        set_={name: stmt.excluded[name] for name in _TRAIT_OVERWRITES},
     )
 
 
@@ -285,7 +284,7 @@ def identifiers_of(
 def _insert_identifiers(postgres: bool) -> Any:
     insert_ = postgresql.insert if postgres else sqlite.insert
     return insert_(ProfileIdentifier.__table__).on_conflict_do_nothing(  # type: ignore[arg-type]
-        index_elements=["store_id", "profile_id", "id_type", "value"]
+        index_elements=list(_IDENTIFIER_KEY)
     )
 
 
@@ -528,19 +527,17 @@ def _from_json(table: Any, param: str) -> str:
 
 
 def _insert_rows_pg() -> Any:
-    traits = ProfileTrait.__table__
-    updated = ", ".join(f"{name} = excluded.{name}" for name in ("value", "updated_at", "def_key"))
     return text(
         f"""
 WITH
 p AS ({_from_json(Profile.__table__, "profiles")}),
 t AS (
-  {_from_json(traits, "traits")}
-  ON CONFLICT (store_id, profile_id, trait_key) DO UPDATE SET {updated}
+  {_from_json(ProfileTrait.__table__, "traits")}
+  {_TRAIT_CONFLICT_SQL}
 ),
 i AS (
   {_from_json(ProfileIdentifier.__table__, "identifiers")}
-  ON CONFLICT (store_id, profile_id, id_type, value) DO NOTHING
+  {_IDENTIFIER_CONFLICT_SQL}
   RETURNING 1
 )
 SELECT count(*) FROM i
@@ -572,18 +569,9 @@ def insert_rows(
         return int(core(session).execute(_INSERT_ROWS_PG, params).scalar_one())
     connection = core(session)
     _sqlite_insert(connection, Profile.__table__, profiles, "")
-    _sqlite_insert(
-        connection,
-        ProfileTrait.__table__,
-        traits,
-        "ON CONFLICT (store_id, profile_id, trait_key) DO UPDATE SET "
-        "value = excluded.value, updated_at = excluded.updated_at, def_key = excluded.def_key",
-    )
+    _sqlite_insert(connection, ProfileTrait.__table__, traits, _TRAIT_CONFLICT_SQL)
     return _sqlite_insert(
-        connection,
-        ProfileIdentifier.__table__,
-        identifiers,
-        "ON CONFLICT (store_id, profile_id, id_type, value) DO NOTHING",
+        connection, ProfileIdentifier.__table__, identifiers, _IDENTIFIER_CONFLICT_SQL
     )
 
 
