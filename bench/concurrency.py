@@ -31,7 +31,7 @@ TOLERANCE = 0.15
 
 def curve(name: str, database_url: str | None, args: argparse.Namespace) -> list[dict[str, Any]]:
     rows = []
-    with live_server(database_url) as (base, data_dir):
+    with live_server(database_url) as (base, data_dir, _):
         store, data = seed(base, args.seed_profiles)
         data_file = data_dir / "seed.json"
         data_file.write_text(json.dumps(data))

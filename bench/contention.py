@@ -28,7 +28,7 @@ from convmem.kit.db import Database  # noqa: E402
 
 
 def contend(name: str, database_url: str | None, args: argparse.Namespace) -> dict[str, Any]:
-    with live_server(database_url) as (base, data_dir):
+    with live_server(database_url) as (base, data_dir, _):
         with httpx.Client(base_url=base, auth=(ACCOUNT_SID, AUTH_TOKEN)) as client:
             op = client.post("/v1/ControlPlane/Stores", json={"displayName": "contention"})
             store_id = client.get(op.headers["Location"]).json()["result"]["id"]

@@ -41,8 +41,8 @@ def scratch_postgres() -> Iterator[str | None]:
 
 
 @contextlib.contextmanager
-def live_server(database_url: str | None, **env: str) -> Iterator[tuple[str, Path]]:
-    """A `convmem serve` for benchmarking (no access log): (base URL, data dir)."""
+def live_server(database_url: str | None, **env: str) -> Iterator[tuple[str, Path, int]]:
+    """A `convmem serve` for benchmarking (no access log): (base URL, data dir, pid)."""
     with tempfile.TemporaryDirectory() as tmp:
         data_dir = Path(tmp)
         server, base = start_server(
@@ -53,7 +53,7 @@ def live_server(database_url: str | None, **env: str) -> Iterator[tuple[str, Pat
             **env,
         )
         try:
-            yield base, data_dir
+            yield base, data_dir, server.popen.pid
         finally:
             server.stop()
 

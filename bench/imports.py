@@ -28,8 +28,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from harness import scratch_postgres  # noqa: E402
-from tests.live import ACCOUNT_SID, AUTH_TOKEN, start_server  # noqa: E402
+from harness import live_server, scratch_postgres  # noqa: E402
+from tests.live import ACCOUNT_SID, AUTH_TOKEN  # noqa: E402
 
 TARGETS = {"sqlite": {"rps": 25_000, "ratio": 12.0, "rss_mb": 500}}
 FIRST = ["Ann", "Bob", "Carla", "Dev", "Emil", "Fatima", "Gus", "Hana", "Ivo", "Jun"]
@@ -114,44 +114,34 @@ def baseline(path: Path, url: str | None, data_dir: Path) -> float:
 
 def run(name: str, url: str | None, path: Path) -> dict[str, Any]:
     rows = sum(1 for _ in path.open()) - 1
+    with live_server(url, CONVMEM_JOB_POLL_SECONDS="0.05") as (base, _, pid):
+        client = httpx.Client(base_url=base, auth=(ACCOUNT_SID, AUTH_TOKEN), timeout=600)
+        op = client.post("/v1/ControlPlane/Stores", json={"displayName": f"bench-{name}"})
+        store_id = client.get(op.headers["Location"]).json()["result"]["id"]
+        created = client.post(
+            f"/v1/Stores/{store_id}/Profiles/Imports",
+            json={
+                "filename": path.name,
+                "fileSize": path.stat().st_size,
+                "columnMappings": MAPPINGS,
+            },
+        ).json()
+        with path.open("rb") as handle:
+            sent = httpx.put(created["url"], content=handle, timeout=600)
+        assert sent.status_code == 200, sent.text
+        start = time.perf_counter()
+        status_url = f"/v1/Stores/{store_id}/Profiles/Imports/{created['importId']}"
+        while (status := client.get(status_url).json())["status"] not in (
+            "COMPLETED",
+            "FAILED",
+        ):
+            time.sleep(0.2)
+        seconds = time.perf_counter() - start
+        assert status["status"] == "COMPLETED", status
+        rss = peak_rss_mb(pid)
+        client.close()
     with tempfile.TemporaryDirectory() as tmp:
-        data_dir = Path(tmp)
-        server, base = start_server(
-            data_dir,
-            database_url=url,
-            CONVMEM_ACCESS_LOG="false",
-            CONVMEM_LOG_LEVEL="WARNING",
-            CONVMEM_JOB_POLL_SECONDS="0.05",
-        )
-        try:
-            client = httpx.Client(base_url=base, auth=(ACCOUNT_SID, AUTH_TOKEN), timeout=600)
-            op = client.post("/v1/ControlPlane/Stores", json={"displayName": f"bench-{name}"})
-            store_id = client.get(op.headers["Location"]).json()["result"]["id"]
-            created = client.post(
-                f"/v1/Stores/{store_id}/Profiles/Imports",
-                json={
-                    "filename": path.name,
-                    "fileSize": path.stat().st_size,
-                    "columnMappings": MAPPINGS,
-                },
-            ).json()
-            with path.open("rb") as handle:
-                sent = httpx.put(created["url"], content=handle, timeout=600)
-            assert sent.status_code == 200, sent.text
-            start = time.perf_counter()
-            status_url = f"/v1/Stores/{store_id}/Profiles/Imports/{created['importId']}"
-            while (status := client.get(status_url).json())["status"] not in (
-                "COMPLETED",
-                "FAILED",
-            ):
-                time.sleep(0.2)
-            seconds = time.perf_counter() - start
-            assert status["status"] == "COMPLETED", status
-            rss = peak_rss_mb(server.popen.pid)
-            client.close()
-        finally:
-            server.stop()
-        base_seconds = baseline(path, url, data_dir)
+        base_seconds = baseline(path, url, Path(tmp))
     counts = status["counts"]
     assert counts["rows"] == rows, (counts, rows)
     return {

@@ -73,7 +73,7 @@ def bench_backend(
     name: str, database_url: str | None, args: argparse.Namespace
 ) -> list[dict[str, Any]]:
     processes = str(args.processes if database_url else 1)
-    with live_server(database_url, CONVMEM_PROCESSES=processes) as (base, data_dir):
+    with live_server(database_url, CONVMEM_PROCESSES=processes) as (base, data_dir, _):
         store, data = seed(base, args.seed_profiles)
         data_file = data_dir / "seed.json"
         data_file.write_text(json.dumps(data))

@@ -9,9 +9,10 @@ import csv
 import fcntl
 import io
 import os
+from pathlib import Path
 from typing import Annotated, Any
 
-from anyio import to_thread
+from anyio import from_thread, to_thread
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 from starlette.requests import ClientDisconnect
@@ -144,7 +145,7 @@ async def receive_upload(
     if declared is not None and declared.strip() != str(upload.file_size):
         raise _size_mismatch(declared.strip(), upload.file_size)
     path = storage.path(upload)
-    await to_thread.run_sync(_receive_into, path, upload, request, ctx)
+    await to_thread.run_sync(_receive_into, path, upload, request)
     await Transaction(ctx, Mode.WRITE).run(lambda s: service.uploaded(s, target.row))
     return JSONResponse({"importId": upload.import_id, "size": upload.file_size})
 
@@ -156,11 +157,9 @@ def _size_mismatch(received: object, declared: int) -> BadRequest:
     )
 
 
-def _receive_into(path: Any, upload: Upload, request: Request, ctx: Any) -> None:
+def _receive_into(path: Path, upload: Upload, request: Request) -> None:
     """Write the body to `<file>.part` under an exclusive lock, then rename it
     into place. Runs in a thread; the body is pulled from the event loop."""
-    from anyio import from_thread
-
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     part = path.with_name(path.name + ".part")
     fd = os.open(part, os.O_WRONLY | os.O_CREAT, 0o600)

@@ -60,15 +60,9 @@ def check_mappings(session: Session, store: StoreRef, data: ImportCreate) -> Non
             )
         promoted = promoted or spec.id_type_promotion in schema.configs
     if not promoted:
-        candidates = sorted(
-            f"{g}.{t}"
-            for g, defs in schema.groups.items()
-            for t, s in defs.items()
-            if s.id_type_promotion in schema.configs
-        )
         raise ValidationFailed(
             "columnMappings: at least one column must map to a trait promoted to an identifier "
-            f"({', '.join(candidates) or 'the store has none'})"
+            f"({', '.join(schema.promoted_traits()) or 'the store has none'})"
         )
 
 

@@ -306,6 +306,7 @@ class ImportJob:
         """Everything an import does, in one transaction that is rolled back."""
         counts = Counts()
         problems: list[Problem] = []
+        warnings_kept = 0
         try:
             with self.ctx.db.transaction(write=True) as session:
                 schema = self._schema(session)
@@ -316,12 +317,13 @@ class ImportJob:
                         with gc_paused():
                             result = apply_batch(session, self.store_id, schema, columns, batch)
                         counts.add(result.counts)
-                        problems.extend(p for p in result.problems if not p.warning)
-                        problems.extend(
-                            [p for p in result.problems if p.warning][
-                                : max(0, MAX_WARNING_LINES - sum(q.warning for q in problems))
-                            ]
-                        )
+                        # Held until the rollback: only what the report keeps.
+                        for p in result.problems:
+                            if p.warning:
+                                if warnings_kept >= MAX_WARNING_LINES:
+                                    continue
+                                warnings_kept += 1
+                            problems.append(p)
                     if counts.failed > MAX_FAILED_ROWS:
                         break
                 raise _DryRunDone

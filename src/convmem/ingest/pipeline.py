@@ -219,7 +219,7 @@ def _to_record(
             message = f"{config.id_type} identifier normalized to '{normalized}'"
             warnings.append(Problem(number, f.column, NORMALIZED, message, _clip(text), True))
     if not keys:
-        promoted = [f.column for f in columns.fields if _promoted(schema, f)]
+        promoted = [plan.field.column for plan in plans if plan.identifier is not None]
         message = (
             f"no identifier: every row needs a value in {' or '.join(promoted)}"
             if promoted
@@ -227,11 +227,6 @@ def _to_record(
         )
         return None, [Problem(number, "", NO_IDENTIFIER, message, "")]
     return Record(writes=writes, keys=keys), warnings
-
-
-def _promoted(schema: StoreSchema, f: Field) -> bool:
-    spec = schema.groups.get(f.group, {}).get(f.name)
-    return spec is not None and spec.id_type_promotion in schema.configs
 
 
 def apply_batch(

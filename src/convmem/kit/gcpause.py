@@ -9,7 +9,7 @@ from collections.abc import Iterator
 
 _lock = threading.Lock()
 _holders = 0
-_pause_state: dict[str, bool] = {}  # whether the collector was on before the first pause
+_was_enabled = True  # the collector's state before the outermost pause
 
 
 @contextlib.contextmanager
@@ -18,17 +18,16 @@ def gc_paused() -> Iterator[None]:
     almost everything). An import batch allocates millions of short-lived
     containers; the collections they trigger cost ~25% of its time and find
     nothing. The pause is process-wide, so keep the block short: one batch."""
-    global _holders
+    global _holders, _was_enabled
     with _lock:
         _holders += 1
         if _holders == 1:
-            was_enabled = gc.isenabled()
+            _was_enabled = gc.isenabled()
             gc.disable()
-            _pause_state["enabled"] = was_enabled
     try:
         yield
     finally:
         with _lock:
             _holders -= 1
-            if _holders == 0 and _pause_state.get("enabled", True):
+            if _holders == 0 and _was_enabled:
                 gc.enable()

@@ -12,6 +12,7 @@ import os
 import socket
 import threading
 import traceback
+from typing import Any
 
 from convmem.kit import ids
 from convmem.kit.db import Database, utcnow
@@ -152,7 +153,8 @@ class Worker:
                 },
             )
 
-    def _defer(self, op_id: str, seconds: float) -> None:
+    def _requeue(self, op_id: str, seconds: float, **values: Any) -> None:
+        """Give the job back (PENDING, no lease) to run again in `seconds`."""
         with self.db.transaction(write=True) as session:
             repository.guarded_update(
                 session,
@@ -162,9 +164,12 @@ class Worker:
                 lease_owner=None,
                 lease_expires_at=None,
                 run_after=utcnow() + dt.timedelta(seconds=seconds),
-                # Waiting is not trying: the claim counted an attempt, take it back.
-                attempts=Operation.attempts - 1,
+                **values,
             )
+
+    def _defer(self, op_id: str, seconds: float) -> None:
+        # Waiting is not trying: the claim counted an attempt, take it back.
+        self._requeue(op_id, seconds, attempts=Operation.attempts - 1)
 
     def _retry_or_fail(self, op_id: str, attempts: int, max_attempts: int, exc: Exception) -> None:
         detail = "".join(traceback.format_exception_only(exc)).strip()
@@ -172,17 +177,11 @@ class Worker:
             self._fail(op_id, JobFailed(f"Failed after {attempts} attempts: {detail}"))
             return
         delay = min(self.settings.job_backoff_seconds * 2 ** (attempts - 1), MAX_BACKOFF_SECONDS)
-        with self.db.transaction(write=True) as session:
-            repository.guarded_update(
-                session,
-                op_id=op_id,
-                owner=self.owner,
-                status=status.PENDING,
-                lease_owner=None,
-                lease_expires_at=None,
-                run_after=utcnow() + dt.timedelta(seconds=delay),
-                error={"title": "Attempt failed, will retry", "code": 20500, "detail": detail},
-            )
+        self._requeue(
+            op_id,
+            delay,
+            error={"title": "Attempt failed, will retry", "code": 20500, "detail": detail},
+        )
 
 
 class WorkerPool:

@@ -36,6 +36,16 @@ class StoreSchema:
         """Whether a stored value belongs to a trait definition that exists now."""
         return def_key is not None and self.def_keys.get(trait_key) == def_key
 
+    def promoted_traits(self) -> list[str]:
+        """ "<group>.<trait>" of each trait promoted to a configured idType, sorted
+        (identity settings cannot drop an idType a trait promotes to)."""
+        return sorted(
+            f"{g}.{t}"
+            for g, defs in self.groups.items()
+            for t, spec in defs.items()
+            if spec.id_type_promotion in self.configs
+        )
+
     def promotion(self, group: str, trait: str) -> str | None:
         spec = self.groups.get(group, {}).get(trait)
         return spec.id_type_promotion if spec else None
@@ -211,12 +221,7 @@ def record_from_traits(field: str, traits: Any, schema: StoreSchema) -> Record:
     writes = check_traits(field, traits, schema, allow_null=False)
     keys = promoted_keys(field, writes, schema)
     if not keys:
-        promoted = sorted(
-            f"{g}.{t}"
-            for g, defs in schema.groups.items()
-            for t, s in defs.items()
-            if s.id_type_promotion
-        )
+        promoted = schema.promoted_traits()
         raise ValidationFailed(
             f"{field}: at least one trait promoted to an identifier is required "
             f"({', '.join(promoted) or 'none are configured'})"
