@@ -36,7 +36,9 @@ def hooks() -> Hooks:
 
 def jobs(settings: Settings) -> JobHandlers:
     handlers: dict[str, JobHandler] = {}
-    import_jobs = import_tasks.jobs(functools.partial(storage_for, settings), settings)
+    # One storage (and, for S3, one boto3 client) for all import jobs, made on first use.
+    storage = functools.cache(functools.partial(storage_for, settings))
+    import_jobs = import_tasks.jobs(storage, settings)
     for module_jobs in (store_tasks.JOBS, profile_tasks.JOBS, import_jobs):
         overlap = handlers.keys() & module_jobs.keys()
         if overlap:
