@@ -23,6 +23,7 @@ from starlette.staticfiles import StaticFiles
 from swagger_ui_bundle import swagger_ui_path
 
 from convmem import wiring
+from convmem.datasets.endpoints import router as datasets_router
 from convmem.identity.endpoints import router as identity_router
 from convmem.imports.endpoints import router as imports_router
 from convmem.imports.endpoints import uploads as uploads_router
@@ -31,6 +32,8 @@ from convmem.kit.db import Database, is_retryable, is_unique_violation
 from convmem.kit.errors import ConvmemError, ProfileMoved, WriteConflict, error_body
 from convmem.kit.http import JSONResponse, base_url
 from convmem.kit.middleware import ObservabilityMiddleware, RequestBodyMiddleware
+from convmem.mappings.endpoints import router as mappings_router
+from convmem.mappings.endpoints import rows_router as mapping_rows_router
 from convmem.operations.endpoints import router as operations_router
 from convmem.operations.worker import WorkerPool
 from convmem.profiles.endpoints import router as profiles_router
@@ -233,9 +236,12 @@ def create_app(
     routers = (
         profiles_router,
         imports_router,
+        mapping_rows_router,
         stores_router,
         identity_router,
         traits_router,
+        mappings_router,
+        datasets_router,
         operations_router,
         uploads_router,
     )

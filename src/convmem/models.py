@@ -1,9 +1,11 @@
 """Imports every domain's models so `Base.metadata` knows all tables."""
 
 from convmem.accounts.models import Account, ApiKey
+from convmem.datasets.models import Dataset
 from convmem.identity.models import IdentityResolutionSettings
 from convmem.imports.models import ImportReportLine, ProfileImport
 from convmem.kit.db import Base
+from convmem.mappings.models import DataMapping, MappingSync, SyncReportLine
 from convmem.operations.models import Operation
 from convmem.profiles.models import Profile, ProfileIdentifier, ProfileMerge, ProfileTrait
 from convmem.stores.models import Store
@@ -13,8 +15,11 @@ __all__ = [
     "Account",
     "ApiKey",
     "Base",
+    "DataMapping",
+    "Dataset",
     "IdentityResolutionSettings",
     "ImportReportLine",
+    "MappingSync",
     "Operation",
     "Profile",
     "ProfileIdentifier",
@@ -22,6 +27,7 @@ __all__ = [
     "ProfileMerge",
     "ProfileTrait",
     "Store",
+    "SyncReportLine",
     "TraitDefinition",
     "TraitGroup",
 ]

@@ -108,6 +108,24 @@ class Settings(BaseSettings):
     upload_poll_seconds: float = Field(
         2.0, gt=0, description="How often a worker checks the bucket for an import's upload."
     )
+    dataset_dirs: str | None = Field(
+        None,
+        description="Directories datasets may read CSV and Parquet files (and SQLite databases) "
+        "from, separated by `:`. Paths outside them, through `..` or symlinks, are refused. "
+        "Default: `datasets` in the data directory.",
+    )
+    dataset_sql_hosts: str = Field(
+        "",
+        description="Database hosts SQL datasets may connect to, comma-separated (`host` or "
+        "`host:port`). Default: none, so SQL datasets other than SQLite files in "
+        "`CONVMEM_DATASET_DIRS` are refused.",
+    )
+    sync_batch_size: int = Field(
+        5000,
+        ge=1,
+        le=50_000,
+        description="Dataset rows a data-mapping sync writes per transaction.",
+    )
     max_stores_per_account: int = Field(15, ge=1, description="Store limit per account.")
     max_body_bytes: int = Field(
         10 * 1024 * 1024,
@@ -147,6 +165,16 @@ class Settings(BaseSettings):
                     return "postgresql+psycopg://" + url[len(prefix) :]
             return url
         return f"sqlite:///{(self.data_dir / 'convmem.db').resolve()}"
+
+    @property
+    def dataset_roots(self) -> list[Path]:
+        if self.dataset_dirs:
+            return [Path(p).resolve() for p in self.dataset_dirs.split(":") if p.strip()]
+        return [(self.data_dir / "datasets").resolve()]
+
+    @property
+    def sql_hosts(self) -> frozenset[str]:
+        return frozenset(h.strip().lower() for h in self.dataset_sql_hosts.split(",") if h.strip())
 
     @property
     def pool_size(self) -> int:

@@ -1,9 +1,10 @@
 """The composition root: the one place that connects the domains.
 
 Domains import one way (kit -> accounts -> operations -> stores -> identity ->
-traits -> profiles -> ingest -> imports). What a lower domain's change asks of a higher one is a
-hook it fires; the handlers are connected here. Background job handlers of
-every domain are collected here too. Add a new domain's hooks and jobs below.
+traits -> profiles -> ingest -> imports -> datasets -> mappings). What a lower
+domain's change asks of a higher one is a hook it fires; the handlers are
+connected here. Background job handlers of every domain are collected here
+too. Add a new domain's hooks and jobs below.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from convmem.imports.storage import storage_for
 from convmem.kit.context import AppContext
 from convmem.kit.db import Database
 from convmem.kit.hooks import Hooks
+from convmem.mappings import service as mappings
+from convmem.mappings import tasks as mapping_tasks
 from convmem.operations.jobs import JobHandler, JobHandlers
 from convmem.profiles import service as profiles
 from convmem.profiles import tasks as profile_tasks
@@ -31,6 +34,8 @@ def hooks() -> Hooks:
     wired.store_created.connect(traits.create_defaults)
     wired.id_configs_changing.connect(traits.keep_promotions)
     wired.id_configs_changing.connect(profiles.values_stay_unique)
+    wired.traits_removing.connect(mappings.traits_removing)
+    wired.dataset_deleting.connect(mappings.dataset_deleting)
     return wired
 
 
@@ -39,7 +44,8 @@ def jobs(settings: Settings) -> JobHandlers:
     # One storage (and, for S3, one boto3 client) for all import jobs, made on first use.
     storage = functools.cache(functools.partial(storage_for, settings))
     import_jobs = import_tasks.jobs(storage, settings)
-    for module_jobs in (store_tasks.JOBS, profile_tasks.JOBS, import_jobs):
+    sync_jobs = mapping_tasks.jobs(settings)
+    for module_jobs in (store_tasks.JOBS, profile_tasks.JOBS, import_jobs, sync_jobs):
         overlap = handlers.keys() & module_jobs.keys()
         if overlap:
             raise RuntimeError(f"two handlers for job kinds {sorted(overlap)}")

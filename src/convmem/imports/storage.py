@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import IO, Any, Protocol
 from urllib.parse import urlencode, urlparse
 
+from convmem.kit import s3
 from convmem.kit.errors import Forbidden
 from convmem.settings import Settings
 
@@ -136,9 +137,6 @@ class S3Storage:
     receives_uploads = False
 
     def __init__(self, settings: Settings) -> None:
-        import boto3  # only this mode needs it loaded
-        from botocore.config import Config
-
         parsed = urlparse(settings.import_storage or "")
         if parsed.scheme != "s3" or not parsed.netloc:
             raise ValueError(
@@ -147,15 +145,7 @@ class S3Storage:
             )
         self.bucket = parsed.netloc
         self.prefix = parsed.path.strip("/")
-        self.client: Any = boto3.client(
-            "s3",
-            endpoint_url=settings.s3_endpoint_url,
-            region_name=settings.s3_region,
-            aws_access_key_id=settings.s3_access_key_id,
-            aws_secret_access_key=settings.s3_secret_access_key,
-            # SigV4: its pre-signed URLs can sign the content length.
-            config=Config(signature_version="s3v4"),
-        )
+        self.client: Any = s3.client(settings)
         self.expires_in = settings.upload_url_seconds
 
     def key(self, upload: Upload) -> str:

@@ -37,6 +37,7 @@ from convmem.ingest.pipeline import (
     apply_batch,
     column_map,
 )
+from convmem.ingest.report import MAX_WARNING_LINES, ReportState
 from convmem.kit.db import RetryTransaction, is_retryable, utcnow
 from convmem.kit.gcpause import gc_paused
 from convmem.operations.jobs import JobContext, JobFailed, JobHandlers, LeaseLost
@@ -50,8 +51,6 @@ log = logging.getLogger("convmem.imports")
 
 # More failed rows than this fail the import.
 MAX_FAILED_ROWS = 100
-# Warnings are all counted, but the report keeps the first ones only.
-MAX_WARNING_LINES = 10_000
 _BATCH_ATTEMPTS = 6
 
 
@@ -277,28 +276,9 @@ class ImportJob:
         return True
 
     def _report(self, problems: Iterable[Problem]) -> tuple[int, int, list[dict[str, Any]]]:
-        lines, warning_lines = self.lines, self.warning_lines
-        rows: list[dict[str, Any]] = []
-        for p in problems:
-            if p.warning:
-                if warning_lines >= MAX_WARNING_LINES:
-                    continue
-                warning_lines += 1
-            lines += 1
-            rows.append(
-                {
-                    "store_id": self.store_id,
-                    "import_id": self.import_id,
-                    "seq": lines,
-                    "row": p.row,
-                    "column": p.column[:255],
-                    "code": p.code,
-                    "message": p.message[:1024],
-                    "value": p.value,
-                    "warning": p.warning,
-                }
-            )
-        return lines, warning_lines, rows
+        state = ReportState(self.lines, self.warning_lines)
+        rows = state.lines_for(problems, store_id=self.store_id, import_id=self.import_id)
+        return state.lines, state.warning_lines, rows
 
     # -- dry run ------------------------------------------------------------------
 

@@ -7,6 +7,9 @@ is an error for the row."""
 
 from __future__ import annotations
 
+import datetime as dt
+import decimal
+import math
 import re
 from collections.abc import Callable
 from typing import Any
@@ -95,6 +98,63 @@ COERCERS: dict[str, Coercer] = {
 
 def coercer(spec: TraitSpec) -> Coercer:
     return COERCERS[spec.data_type]
+
+
+def coerce_typed(value: Any, spec: TraitSpec) -> tuple[Any, str | None]:
+    """A typed source value (Parquet, SQL, pushed JSON) as a value of the
+    trait's type. Text goes through the CSV coercers; a number or time written
+    to a STRING trait becomes its text (lossless); anything else that does not
+    fit is a CellError."""
+    if isinstance(value, str):
+        return COERCERS[spec.data_type](value)
+    data_type = spec.data_type
+    if data_type == "STRING":
+        if isinstance(value, bool):
+            return ("true" if value else "false"), None
+        if isinstance(value, int | float | decimal.Decimal):
+            return str(value), None
+        if isinstance(value, dt.datetime | dt.date):
+            return value.isoformat(), None
+    elif data_type == "NUMBER":
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value, None
+        if isinstance(value, float):
+            if not math.isfinite(value):
+                raise CellError(f"{value} is not a finite number")
+            return value, None
+        if isinstance(value, decimal.Decimal):
+            if not value.is_finite():
+                raise CellError(f"{value} is not a finite number")
+            if value == value.to_integral_value():
+                return int(value), None
+            number = float(value)
+            return number, (
+                None if decimal.Decimal(repr(number)) == value else "rounded to a double"
+            )
+    elif data_type == "BOOLEAN":
+        if isinstance(value, bool):
+            return value, None
+    elif isinstance(value, list | tuple):
+        if len(value) > MAX_ARRAY_ITEMS:
+            raise CellError(f"more than {MAX_ARRAY_ITEMS} items")
+        if not all(isinstance(item, str | int | float | bool) for item in value):
+            raise CellError("an array of strings, numbers or booleans is expected")
+        return list(value), None
+    raise CellError(f"a {_kind(value)} cannot be written to a {data_type} trait")
+
+
+def _kind(value: Any) -> str:
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int | float | decimal.Decimal):
+        return "number"
+    if isinstance(value, dt.datetime | dt.date):
+        return "date/time"
+    if isinstance(value, list | tuple):
+        return "list"
+    if isinstance(value, dict):
+        return "object"
+    return type(value).__name__
 
 
 def _clip(text: str, limit: int = 64) -> str:

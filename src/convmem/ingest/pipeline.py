@@ -15,7 +15,14 @@ from sqlalchemy.orm import Session
 
 from convmem.identity.normalize import InvalidIdentifier, normalize
 from convmem.identity.resolution import IdConfig
-from convmem.ingest.coerce import NULL_MARKER, TRIMMED, CellError, Coercer, coercer
+from convmem.ingest.coerce import (
+    NULL_MARKER,
+    TRIMMED,
+    CellError,
+    Coercer,
+    coerce_typed,
+    coercer,
+)
 from convmem.kit.errors import ValidationFailed
 from convmem.profiles import engine
 from convmem.profiles.rules import Record, StoreSchema, TraitWrite, check_value
@@ -50,13 +57,27 @@ class Field:
 class ColumnMap:
     width: int  # columns every row must have
     fields: tuple[Field, ...]
+    # Cells are CSV text (`\\N` deletes a trait); otherwise they are typed
+    # values, where None writes nothing and REMOVE deletes the trait.
+    text: bool = True
+
+
+class _Remove:
+    def __repr__(self) -> str:
+        return "REMOVE"
+
+
+# A typed cell that deletes its trait (a pushed row's JSON null).
+REMOVE: Any = _Remove()
 
 
 class MissingColumns(ValueError):
     pass
 
 
-def column_map(header: Sequence[str], mappings: Iterable[tuple[str, str, str]]) -> ColumnMap:
+def column_map(
+    header: Sequence[str], mappings: Iterable[tuple[str, str, str]], *, text: bool = True
+) -> ColumnMap:
     """Place each (column, group, trait) mapping on the header; MissingColumns
     names every mapped column the header lacks."""
     position = {name: n for n, name in enumerate(header)}
@@ -72,7 +93,7 @@ def column_map(header: Sequence[str], mappings: Iterable[tuple[str, str, str]]) 
             f"(its header: {', '.join(repr(h) for h in header[:20])}"
             f"{', …' if len(header) > 20 else ''})"
         )
-    return ColumnMap(len(header), tuple(fields))
+    return ColumnMap(len(header), tuple(fields), text)
 
 
 @dataclass(frozen=True)
@@ -105,10 +126,22 @@ class Counts:
         return asdict(self)
 
 
+@dataclass(frozen=True, slots=True)
+class RowOutcome:
+    """What became of one row (kept only when asked: pushed rows answer it)."""
+
+    row: int
+    status: str  # created, updated, merged, unchanged or failed
+    profile_id: str | None = None
+    merged: tuple[str, ...] = ()
+    error: Problem | None = None
+
+
 @dataclass
 class BatchResult:
     counts: Counts = field(default_factory=Counts)
     problems: list[Problem] = field(default_factory=list)
+    outcomes: list[RowOutcome] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -144,7 +177,7 @@ def _plans(columns: ColumnMap, schema: StoreSchema) -> list[_Plan]:
 
 
 def to_record(
-    number: int, cells: Sequence[str], columns: ColumnMap, schema: StoreSchema
+    number: int, cells: Sequence[Any], columns: ColumnMap, schema: StoreSchema
 ) -> tuple[Record | None, list[Problem]]:
     """The row as a record, or None and the error that fails it (first in the
     list); warnings of a written row come with it."""
@@ -153,7 +186,7 @@ def to_record(
 
 def _to_record(
     number: int,
-    cells: Sequence[str],
+    cells: Sequence[Any],
     columns: ColumnMap,
     schema: StoreSchema,
     plans: list[_Plan],
@@ -178,18 +211,29 @@ def _to_record(
         if spec is None:
             message = f"the store has no trait {f.trait} (deleted since the import was created?)"
             return None, [Problem(number, f.column, UNKNOWN_TRAIT, message, "")]
-        if text == NULL_MARKER:
+        if text is None:  # a typed source's null: nothing to write
+            continue
+        if text is REMOVE or (columns.text and text == NULL_MARKER):
             writes.append(TraitWrite(f.group, f.name, None, plan.key))
             continue
-        if not text:
+        value: Any
+        if not isinstance(text, str):
+            try:
+                value, warning = coerce_typed(text, spec)
+                check_value(f.trait, spec, value)
+            except (CellError, ValidationFailed) as exc:
+                message = str(exc.args[0]) if exc.args else "invalid value"
+                return None, [Problem(number, f.column, INVALID_VALUE, message, _clip(str(text)))]
+            if warning:
+                warnings.append(Problem(number, f.column, COERCED, warning, _clip(str(text)), True))
+        elif not text:
             if spec.data_type == "STRING":  # an empty cell of other types writes nothing
                 writes.append(TraitWrite(f.group, f.name, "", plan.key))
             continue
-        if "\x00" in text:  # no database text type stores NUL
+        elif "\x00" in text:  # no database text type stores NUL
             message = "the cell contains a NUL character"
             return None, [Problem(number, f.column, INVALID_VALUE, message, "")]
-        value: Any
-        if plan.plain_string:
+        elif plan.plain_string:
             value = text.strip()
             if len(value) > MAX_STRING_LENGTH:
                 message = f"{f.trait}: longer than {MAX_STRING_LENGTH} characters"
@@ -213,11 +257,11 @@ def _to_record(
         try:
             normalized = normalize(str(value), config.normalization)
         except InvalidIdentifier as exc:
-            return None, [Problem(number, f.column, INVALID_IDENTIFIER, str(exc), _clip(text))]
+            return None, [Problem(number, f.column, INVALID_IDENTIFIER, str(exc), _clip(str(text)))]
         keys.append((config.id_type, normalized))
         if normalized != value:
             message = f"{config.id_type} identifier normalized to '{normalized}'"
-            warnings.append(Problem(number, f.column, NORMALIZED, message, _clip(text), True))
+            warnings.append(Problem(number, f.column, NORMALIZED, message, _clip(str(text)), True))
     if not keys:
         promoted = [plan.field.column for plan in plans if plan.identifier is not None]
         message = (
@@ -234,13 +278,17 @@ def apply_batch(
     store_id: str,
     schema: StoreSchema,
     columns: ColumnMap,
-    rows: Sequence[tuple[int, Sequence[str]]],
+    rows: Sequence[tuple[int, Sequence[Any]]],
+    *,
+    keep_outcomes: bool = False,
 ) -> BatchResult:
-    """Write a batch of (row number, cells) in the session's transaction."""
+    """Write a batch of (row number, cells) in the session's transaction;
+    with `keep_outcomes`, `outcomes` says what became of each row, in order."""
     result = BatchResult()
     counts = result.counts
     records: list[Record] = []
     numbers: list[int] = []
+    failed: dict[int, Problem] = {}
     plans = _plans(columns, schema)
     for number, cells in rows:
         counts.rows += 1
@@ -248,22 +296,38 @@ def apply_batch(
         if record is None:
             counts.failed += 1
             result.problems.append(problems[0])
+            if keep_outcomes:
+                failed[number] = problems[0]
             continue
         records.append(record)
         numbers.append(number)
         if problems:
             counts.warnings += len(problems)
             result.problems.extend(problems)
+    written: dict[int, RowOutcome] = {}
     for number, outcome in zip(
         numbers, engine.write(session, store_id, schema, records), strict=True
     ):
         if outcome.status == engine.REJECTED:
             counts.failed += 1
             reason = outcome.reason or "rejected"
-            result.problems.append(Problem(number, "", IDENTIFIER_CONFLICT, reason, ""))
+            problem = Problem(number, "", IDENTIFIER_CONFLICT, reason, "")
+            result.problems.append(problem)
             # Its warnings stay in the report; they are about values, not the outcome.
+            if keep_outcomes:
+                written[number] = RowOutcome(number, "failed", error=problem)
         else:
             setattr(counts, outcome.status, getattr(counts, outcome.status) + 1)
+            if keep_outcomes:
+                written[number] = RowOutcome(
+                    number, outcome.status, outcome.profile_id, outcome.merged
+                )
+    if keep_outcomes:
+        for number, _ in rows:
+            error = failed.get(number)
+            result.outcomes.append(
+                written[number] if error is None else RowOutcome(number, "failed", error=error)
+            )
     return result
 
 

@@ -13,6 +13,7 @@
     │   ├── StoreNotFound             404  520041
     │   ├── TraitGroupNotFound        404  520047
     │   ├── DataMappingNotFound       404  520048
+    │   ├── DatasetNotFound           404  520058  (convmem's own code)
     │   ├── OperationNotFound         404  520052
     │   ├── ProfileNotFound           404  520009
     │   ├── IdentifierNotFound        404  520014
@@ -22,6 +23,9 @@
     │   ├── StoreNameTaken            409  520045
     │   ├── ProtectedResource         409  520050
     │   ├── TraitGroupExists          409  520055
+    │   ├── DataMappingNameTaken      409  520056
+    │   ├── DatasetNameTaken          409  20409
+    │   ├── InUse                     409  20409
     │   ├── WriteConflict             409  20409
     │   └── TraitGroupInUse           409  20409
     ├── RequestTimeout                408  408
@@ -138,6 +142,12 @@ class DataMappingNotFound(NotFound):
     default_message = "Data mapping not found"
 
 
+class DatasetNotFound(NotFound):
+    # No Twilio code exists for convmem's datasets; this one is convmem's own.
+    code = 520058
+    default_message = "Dataset not found"
+
+
 class OperationNotFound(NotFound):
     code = 520052
     default_message = "Operation not found"
@@ -188,11 +198,27 @@ class TraitGroupExists(Conflict):
     default_message = "Trait group already exists"
 
 
+class DataMappingNameTaken(Conflict):
+    code = 520056
+    default_message = "A data mapping with this displayName already exists in the store"
+
+
+class DatasetNameTaken(Conflict):
+    default_message = "A dataset with this displayName already exists"
+
+
+class InUse(Conflict):
+    """A resource another one still refers to (a dataset a mapping reads, a
+    trait an enabled mapping writes)."""
+
+    default_message = "The resource is in use"
+
+
 class WriteConflict(Conflict):
     default_message = "The request conflicted with concurrent writes to the same profiles; retry it"
 
 
-class TraitGroupInUse(Conflict):
+class TraitGroupInUse(InUse):
     default_message = "Trait group is referenced by a data mapping"
 
 

@@ -48,3 +48,13 @@ class Hooks:
     id_configs_changing: Hook[[Session, str, IdConfigs, IdConfigs]] = field(
         default_factory=lambda: Hook("id_configs_changing")
     )
+    # (session, store_id, group, trait names or None for the whole group):
+    # traits are about to be deleted; raise to refuse (a mapping writes them).
+    traits_removing: Hook[[Session, str, str, list[str] | None]] = field(
+        default_factory=lambda: Hook("traits_removing")
+    )
+    # (session, account_sid, dataset_id): a dataset is about to be deleted;
+    # raise to refuse (a mapping reads it).
+    dataset_deleting: Hook[[Session, str, str]] = field(
+        default_factory=lambda: Hook("dataset_deleting")
+    )

@@ -22,6 +22,8 @@ IMPORT: Final = "mem_import"
 OBSERVATION: Final = "mem_observation"
 SUMMARY: Final = "mem_summary"
 OPERATION: Final = "mem_operation"
+DATA_SYNC: Final = "mem_datasync"  # a run of a data mapping (convmem extension)
+DATASET: Final = "tdi_dataset"
 # Internal sort keys of rows that have no public id (trait groups, traits).
 ROW: Final = "row"
 
@@ -43,6 +45,9 @@ def matcher(*prefixes: str) -> re.Pattern[str]:
 STORE_ID = matcher(STORE, SERVICE)
 OPERATION_ID = matcher(OPERATION)
 PROFILE_ID = matcher(PROFILE)
+DATA_MAPPING_ID = matcher(DATA_MAPPING)
+DATA_SYNC_ID = matcher(DATA_SYNC)
+DATASET_ID = matcher(DATASET)
 
 
 def is_valid(pattern: re.Pattern[str], value: str) -> bool:

@@ -4,6 +4,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
 
+from convmem.kit.context import get_context
 from convmem.kit.http import (
     JSONResponse,
     ReadSession,
@@ -108,6 +109,7 @@ def patch_trait_group(
         name=traitGroupName,
         data=body or TraitGroupPatch(),
         expected_version=expected_version(if_match, _etag_id(store.id, traitGroupName)),
+        hooks=get_context(request).hooks,
     )
     return accepted(
         request,
@@ -121,7 +123,7 @@ def patch_trait_group(
 def delete_trait_group(
     traitGroupName: str, store: WriteStore, request: Request, session: WriteSession
 ) -> JSONResponse:
-    op = service.delete(session, store=store, name=traitGroupName)
+    op = service.delete(session, store=store, name=traitGroupName, hooks=get_context(request).hooks)
     return accepted(
         request,
         operation_id=op.id,

@@ -19,6 +19,7 @@ from convmem.kit.errors import (
     TraitLimitExceeded,
     ValidationFailed,
 )
+from convmem.kit.hooks import Hooks
 from convmem.kit.pagination import Page, PageRequest, paginate
 from convmem.operations import service as operations
 from convmem.operations.models import Operation
@@ -182,6 +183,7 @@ def update(
     name: str,
     data: TraitGroupPatch,
     expected_version: int | None,
+    hooks: Hooks,
 ) -> Operation:
     get(session, store_id=store.id, name=name)
     values: dict[str, object] = {"updated_at": utcnow()}
@@ -203,6 +205,8 @@ def update(
             group=name,
             id_types=identity.configured_id_types(session, store_id=store.id),
         )
+        if deletions:
+            hooks.traits_removing(session, store.id, name, sorted(deletions))
         repository.delete_traits(session, store_id=store.id, group=name, names=deletions)
         removed = [existing[trait] for trait in deletions]
         now = utcnow()
@@ -255,10 +259,11 @@ def _purge_values(
     )
 
 
-def delete(session: Session, *, store: Store, name: str) -> Operation:
+def delete(session: Session, *, store: Store, name: str, hooks: Hooks) -> Operation:
     group = get(session, store_id=store.id, name=name)
     if group.is_system:
         raise ProtectedResource(f"Trait group '{name}' is a system group and cannot be deleted")
+    hooks.traits_removing(session, store.id, name, None)
     removed = repository.traits_of(session, store_id=store.id, groups=[name])[name]
     repository.delete_group(session, store_id=store.id, name=name)
     stores.bump_schema(session, store.id)

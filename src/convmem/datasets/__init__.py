@@ -1,0 +1,1 @@
+"""Datasets (convmem's extension): registered sources whose schema is read from the source."""

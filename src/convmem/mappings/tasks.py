@@ -1,0 +1,292 @@
+"""The sync job: read a mapping's dataset in batches and write them through the
+ingest pipeline, one batch per transaction.
+
+Each batch commits with its checkpoint (the source's resume token, the counts,
+the report lines so far), so a worker killed mid-run leaves the next one to go
+on after the last committed batch: no batch is applied twice. An incremental
+run reads rows after the mapping's (cursor, key) watermark in that order, and
+moves the watermark when it completes."""
+
+from __future__ import annotations
+
+import functools
+import logging
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.orm import Session
+
+from convmem.datasets import repository as datasets
+from convmem.datasets.sources import Order, Source, SourceError, open_source
+from convmem.ingest.pipeline import ColumnMap, Counts, apply_batch, column_map
+from convmem.ingest.report import ReportState
+from convmem.kit.db import RetryTransaction, is_retryable, utcnow
+from convmem.kit.gcpause import gc_paused
+from convmem.mappings import repository as repo
+from convmem.mappings import rules, runs, service
+from convmem.mappings.models import DataMapping
+from convmem.mappings.schemas import counts_json
+from convmem.operations.jobs import JobContext, JobFailed, JobHandlers
+from convmem.profiles import store_schema
+from convmem.profiles.rules import StoreSchema
+from convmem.settings import Settings
+from convmem.stores import repository as stores
+
+log = logging.getLogger("convmem.mappings")
+
+# A sync keeps going past bad rows (they are counted and reported), but its
+# report keeps at most this many error lines.
+MAX_ERROR_LINES = 10_000
+_BATCH_ATTEMPTS = 6
+
+
+class _StoreGone(Exception):
+    pass
+
+
+class SyncJob:
+    def __init__(self, ctx: JobContext, settings: Settings) -> None:
+        assert ctx.store_id is not None
+        self.ctx = ctx
+        self.settings = settings
+        self.store_id = ctx.store_id
+        self.mapping_id: str = ctx.payload["mappingId"]
+        self.sync_id: str = ctx.payload["syncId"]
+        checkpoint = ctx.checkpoint
+        self.counts = Counts(**checkpoint.get("counts", {}))
+        self.report = ReportState(checkpoint.get("lines", 0), checkpoint.get("warningLines", 0))
+        self.errors = int(checkpoint.get("errorLines", 0))
+        self.schemas: dict[str, Any] = {}
+
+    # -- the whole run ----------------------------------------------------------
+
+    def run(self) -> None:
+        with self.ctx.step() as session:
+            sync = repo.get_sync(session, store_id=self.store_id, sync_id=self.sync_id)
+            if sync is None or sync.status in (runs.COMPLETED, runs.FAILED):
+                self.ctx.finish(resource_id=self.sync_id)
+                return
+            mapping = repo.get(session, store_id=self.store_id, mapping_id=self.mapping_id)
+            plan = self._plan(session, mapping, sync.trigger)
+            if isinstance(plan, str):
+                self._fail_in(session, plan, mapping)
+                return
+            mode, after = sync.mode, self.ctx.checkpoint.get("after", sync.cursor)
+            if "after" not in self.ctx.checkpoint:
+                self.ctx.checkpoint["after"] = after
+            repo.save_sync(
+                session,
+                store_id=self.store_id,
+                sync_id=self.sync_id,
+                status=runs.PROCESSING,
+                started_at=sync.started_at or utcnow(),
+            )
+        source_spec, registered, items, key, cursor, text = plan
+        try:
+            source = open_source(source_spec, self.settings)
+            live = {f.name: f.data_type for f in source.describe().fields}
+        except SourceError as exc:
+            self.fail(f"the dataset cannot be read: {exc}")
+        drift = rules.schema_drift(items, registered, live)
+        if drift:
+            self.fail(
+                "the dataset's schema changed: "
+                + "; ".join(drift)
+                + ". Refresh the dataset (POST /v1/ControlPlane/Datasets/{id}/Refresh) and "
+                "check the mapping"
+            )
+        columns = list(dict.fromkeys(item.field for item in items))
+        fields = column_map(columns, [(i.field, i.group, i.trait) for i in items], text=text)
+        order = Order(cursor, key) if mode == "INCREMENTAL" and cursor and key else None
+        try:
+            self._write(source, columns, fields, after=after, order=order, key=key)
+        except _StoreGone:
+            self.fail("the store was deleted")
+        except SourceError as exc:
+            self.fail(f"the dataset cannot be read: {exc} ({self.counts.rows:,} rows written)")
+
+    def _plan(
+        self, session: Session, mapping: DataMapping | None, trigger: str
+    ) -> (
+        str | tuple[dict[str, Any], dict[str, str], list[rules.Item], str | None, str | None, bool]
+    ):
+        """What the run reads, or why it cannot run."""
+        if mapping is None:
+            return "the data mapping was deleted"
+        if not mapping.is_enabled:
+            return "the data mapping is disabled"
+        sync = mapping.sync or {}
+        if trigger == "SCHEDULED" and not sync.get("intervalMinutes"):
+            return "cancelled: the data mapping no longer has a schedule"
+        if mapping.dataset_id is None:
+            return "INGRESS mappings have nothing to sync"
+        dataset = datasets.get(
+            session, account_sid=mapping.account_sid, dataset_id=mapping.dataset_id
+        )
+        if dataset is None:
+            return f"dataset {mapping.dataset_id} no longer exists"
+        key = sync.get("keyField") or dataset.primary_key
+        return (
+            dict(dataset.source),
+            service.dataset_fields(dataset),
+            service.items_of(mapping.mappings),
+            key,
+            sync.get("cursorField"),
+            dataset.source.get("type") == "CSV",
+        )
+
+    def _fail_in(self, session: Session, message: str, mapping: DataMapping | None) -> None:
+        repo.save_sync(
+            session,
+            store_id=self.store_id,
+            sync_id=self.sync_id,
+            status=runs.FAILED,
+            detail=message[:1024],
+            finished_at=utcnow(),
+        )
+        if mapping is not None and not message.startswith("cancelled"):
+            service.schedule(session, mapping, now=utcnow())
+        self.ctx.finish(resource_id=self.sync_id)
+
+    def fail(self, message: str) -> None:
+        """Mark the sync FAILED (committed batches stay) and stop."""
+        with self.ctx.step() as session:
+            repo.save_sync(
+                session,
+                store_id=self.store_id,
+                sync_id=self.sync_id,
+                status=runs.FAILED,
+                detail=message[:1024],
+                finished_at=utcnow(),
+                counts=counts_json(self.counts),
+            )
+            mapping = repo.get(session, store_id=self.store_id, mapping_id=self.mapping_id)
+            if mapping is not None:
+                service.schedule(session, mapping, now=utcnow())
+        log.info("sync failed", extra={"sync": self.sync_id, "detail": message[:200]})
+        raise JobFailed(message, code=20400, title="Sync failed")
+
+    # -- writing ------------------------------------------------------------------
+
+    def _write(
+        self,
+        source: Source,
+        columns: list[str],
+        fields: ColumnMap,
+        *,
+        after: Any,
+        order: Order | None,
+        key: str | None,
+    ) -> None:
+        batches: Iterator[tuple[list[tuple[Any, ...]], Any]] = source.read(
+            columns, size=self.settings.sync_batch_size, after=after, order=order, key=key
+        )
+        while True:
+            with gc_paused():
+                item = next(batches, None)
+            rows, token = item if item is not None else ([], None)
+            self._retrying(
+                functools.partial(
+                    self._commit,
+                    fields=fields,
+                    rows=rows,
+                    token=token,
+                    last=item is None,
+                    incremental=order is not None,
+                )
+            )
+            if item is None:
+                return
+
+    def _retrying(self, work: Callable[[Session], None]) -> None:
+        """A step that a concurrent write made stale runs again from scratch."""
+        for attempt in range(_BATCH_ATTEMPTS):
+            saved = dict(self.ctx.checkpoint)
+            state = (Counts(**self.counts.as_json()), self.report.lines, self.report.warning_lines)
+            errors = self.errors
+            try:
+                with self.ctx.step() as session:
+                    work(session)
+                return
+            except (RetryTransaction, DBAPIError) as exc:
+                if isinstance(exc, DBAPIError) and not is_retryable(exc):
+                    raise
+                self.ctx.checkpoint = saved
+                self.ctx.finished = False
+                self.counts, self.errors = state[0], errors
+                self.report = ReportState(state[1], state[2])
+                if attempt == _BATCH_ATTEMPTS - 1:
+                    raise
+                time.sleep(0.05 * (attempt + 1))
+
+    def _schema(self, session: Session) -> StoreSchema:
+        ref = stores.get_live_ref(session, account_sid=self.ctx.account_sid, store_id=self.store_id)
+        if ref is None:
+            raise _StoreGone
+        session.info["schemas"] = self.schemas
+        return store_schema.load(session, ref)
+
+    def _commit(
+        self,
+        session: Session,
+        fields: ColumnMap,
+        rows: list[tuple[Any, ...]],
+        token: Any,
+        *,
+        last: bool,
+        incremental: bool,
+    ) -> None:
+        if rows:
+            start = self.counts.rows
+            numbered = [(start + n + 1, row) for n, row in enumerate(rows)]
+            with gc_paused():
+                result = apply_batch(
+                    session, self.store_id, self._schema(session), fields, numbered
+                )
+            self.counts.add(result.counts)
+            problems = []
+            for p in result.problems:
+                if not p.warning:
+                    if self.errors >= MAX_ERROR_LINES:
+                        continue
+                    self.errors += 1
+                problems.append(p)
+            repo.add_lines(
+                session,
+                self.report.lines_for(problems, store_id=self.store_id, sync_id=self.sync_id),
+            )
+            self.ctx.checkpoint["after"] = token
+        values: dict[str, Any] = {"counts": counts_json(self.counts)}
+        if incremental:
+            values["cursor"] = self.ctx.checkpoint.get("after")
+        if last:
+            now = utcnow()
+            values.update(status=runs.COMPLETED, finished_at=now)
+        repo.save_sync(session, store_id=self.store_id, sync_id=self.sync_id, **values)
+        self.ctx.checkpoint.update(
+            counts=self.counts.as_json(),
+            lines=self.report.lines,
+            warningLines=self.report.warning_lines,
+            errorLines=self.errors,
+        )
+        if last:
+            mapping = repo.get(session, store_id=self.store_id, mapping_id=self.mapping_id)
+            if mapping is not None:
+                if incremental and self.ctx.checkpoint.get("after") is not None:
+                    repo.save(
+                        session,
+                        store_id=self.store_id,
+                        mapping_id=self.mapping_id,
+                        watermark=self.ctx.checkpoint["after"],
+                    )
+                service.schedule(session, mapping, now=utcnow())
+            self.ctx.finish(resource_id=self.sync_id)
+
+
+def jobs(settings: Settings) -> JobHandlers:
+    def run_sync(ctx: JobContext) -> None:
+        SyncJob(ctx, settings).run()
+
+    return {runs.SYNC_KIND: run_sync}
