@@ -59,7 +59,10 @@ def backend(
     """
     data_dir = tmp_path_factory.mktemp(f"data-{request.param}")
     url = None if request.param == "sqlite" else request.getfixturevalue("pg_url")
-    settings = Settings(data_dir=data_dir, database_url=url, access_log=False)
+    # SQL datasets may read the test PostgreSQL server (and nothing else).
+    settings = Settings(
+        data_dir=data_dir, database_url=url, access_log=False, dataset_sql_hosts="127.0.0.1"
+    )
     db = Database(settings.resolved_database_url)
     migrate.upgrade(db)
     yield settings, db
