@@ -484,8 +484,9 @@ class SqlSource:
                 sa.select(sa.text("*")).select_from(self._query_sub([])).limit(SQL_SAMPLE_ROWS)
             )
             names = list(result.keys())
-            rows = result.all()
+            # Read before the rows: an exhausted result has closed its cursor.
             description = result.cursor.description if result.cursor else None
+            rows = result.all()
             fields = []
             for n, name in enumerate(names):
                 data_type, native = OTHER, "unknown"
