@@ -510,8 +510,11 @@ class SqlSource:
 
     def _from(self, names: Sequence[str]) -> Any:
         if self.table is not None:
+            # Reflected, so values come back as their declared types (a
+            # SQLite BOOLEAN column stores 0/1 but reads as a bool).
             schema, name = self._table_parts()
-            return sa.table(name, *(sa.column(n) for n in names), schema=schema)
+            with self._connection() as conn:
+                return sa.Table(name, sa.MetaData(), schema=schema, autoload_with=conn)
         return self._query_sub(names)
 
     def read(
@@ -522,6 +525,9 @@ class SqlSource:
             raise SourceError("reading a SQL source needs a key field (sync.keyField)")
         names = list(dict.fromkeys([*columns, *by]))
         source = self._from(names)
+        missing = [n for n in names if n not in source.c]
+        if missing:
+            raise SourceError(f"the source has no field {', '.join(repr(m) for m in missing)}")
         cols = [source.c[n] for n in names]
         order_cols = [source.c[n] for n in by]
         last = [decode_value(v) for v in after] if after is not None else None
