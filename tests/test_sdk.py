@@ -17,15 +17,19 @@ from tests.factories import ALYSSA
 from tests.live import ACCOUNT_SID, AUTH_TOKEN, Process, start_server
 
 
+# Each live server's data directory, by its URL.
+DATA_DIRS: dict[str, Path] = {}
+
+
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])
 def server(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[str]:
     url = request.getfixturevalue("pg_url") if request.param == "postgresql" else None
     process: Process
-    process, url = start_server(
-        tmp_path_factory.mktemp("sdk"), database_url=url, CONVMEM_JOB_POLL_SECONDS="0.1"
-    )
+    data_dir = tmp_path_factory.mktemp("sdk")
+    process, url = start_server(data_dir, database_url=url, CONVMEM_JOB_POLL_SECONDS="0.1")
+    DATA_DIRS[url] = data_dir
     yield url
     process.stop()
 
@@ -333,3 +337,81 @@ def test_imports_through_the_sdk(client: Client) -> None:
         LookupList.Identifier({"idType": "email", "value": "sdk@example.com"})
     )
     assert len(match.profiles) == 1
+
+
+def test_data_mappings_through_the_sdk(client: Client, server: str) -> None:
+    import httpx2 as httpx
+    from twilio.rest.memory.v1.data_mapping import DataMappingList
+
+    v1 = client.memory.v1
+    store_id = create_store(client, "sdk-mappings")
+    datasets = DATA_DIRS[server] / "datasets"
+    datasets.mkdir(exist_ok=True)
+    (datasets / "crm.csv").write_text("primary_email,first\nsdk@example.com,Sam\n")
+    dataset = httpx.post(
+        f"{server}/v1/ControlPlane/Datasets",
+        auth=(ACCOUNT_SID, AUTH_TOKEN),
+        json={
+            "displayName": f"crm-{store_id[-6:]}",
+            "source": {"type": "CSV", "location": "crm.csv"},
+        },
+    ).json()
+    created = v1.data_mappings(store_id).create(
+        DataMappingList.CreateDataMappingInput(
+            {
+                "displayName": "crm-contacts",
+                "mappingTo": {
+                    "type": "TRAITS",
+                    "mappings": [
+                        {
+                            "expression": "primary_email",
+                            "traitGroup": "Contact",
+                            "traitName": "email",
+                        }
+                    ],
+                },
+                "mappingFrom": {"type": "DATASET_WAREHOUSE", "datasetId": dataset["id"]},
+            }
+        )
+    )
+    assert created.message and created.status_url
+    op = wait_for(client, created.status_url)
+    mapping_id = op.result["id"]  # type: ignore[attr-defined]
+    mapping = v1.data_mappings(store_id, mapping_id).fetch()
+    assert mapping.display_name == "crm-contacts"
+    assert mapping.is_enabled is True
+    assert mapping.version == 1
+    assert mapping.mapping_from == {"type": "DATASET_WAREHOUSE", "datasetId": dataset["id"]}
+    assert mapping.mapping_to["mappings"][0]["expression"] == "primary_email"  # type: ignore[index]
+
+    ingress = v1.data_mappings(store_id).create(
+        DataMappingList.CreateDataMappingInput(
+            {
+                "displayName": "web",
+                "mappingTo": {
+                    "type": "TRAITS",
+                    "mappings": [
+                        {"expression": "mail", "traitGroup": "Contact", "traitName": "email"}
+                    ],
+                },
+                "mappingFrom": {"type": "INGRESS", "columns": ["mail"]},
+            }
+        )
+    )
+    ingress_id = wait_for(client, ingress.status_url).result["id"]  # type: ignore[attr-defined]
+    listed = [m.id for m in v1.data_mappings(store_id).stream(page_size=1)]
+    assert listed == [ingress_id, mapping_id]
+    assert [m.id for m in v1.data_mappings(store_id).list(type="INGRESS")] == [ingress_id]
+
+    patched = v1.data_mappings(store_id, mapping_id).patch(
+        DataMappingList.DataMappingCore({"displayName": "crm-contacts-2", "isEnabled": False})
+    )
+    assert patched.status_url
+    after = v1.data_mappings(store_id, mapping_id).fetch()
+    assert (after.display_name, after.is_enabled, after.version) == ("crm-contacts-2", False, 2)
+
+    assert v1.data_mappings(store_id, ingress_id).delete()
+    with pytest.raises(TwilioRestException) as error:
+        v1.data_mappings(store_id, ingress_id).fetch()
+    assert error.value.status == 404
+    assert error.value.code == 520048
