@@ -36,6 +36,8 @@ IMPLEMENTED = [
     "/v1/ControlPlane/Stores/{storeId}/IdentityResolutionSettings",
     "/v1/ControlPlane/Stores/{storeId}/TraitGroups",
     "/v1/ControlPlane/Stores/{storeId}/TraitGroups/{traitGroupName}",
+    "/v1/ControlPlane/Stores/{storeId}/DataMappings",
+    "/v1/ControlPlane/Stores/{storeId}/DataMappings/{dataMappingId}",
     "/v1/ControlPlane/Operations/{operationId}",
     "/v1/Stores/{storeId}/Profiles",
     "/v1/Stores/{storeId}/Profiles/Bulk",
