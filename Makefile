@@ -45,6 +45,7 @@ bench: $(STAMP)
 	$(PY) bench/concurrency.py
 	$(PY) bench/contention.py
 	$(PY) bench/imports.py
+	$(PY) bench/sync.py
 
 clean:
 	rm -rf $(VENV) convmem-data .pytest_cache .mypy_cache .ruff_cache
