@@ -16,7 +16,6 @@ from twilio.rest.memory.v1.trait_group import TraitGroupList
 from tests.factories import ALYSSA
 from tests.live import ACCOUNT_SID, AUTH_TOKEN, Process, start_server
 
-
 # Each live server's data directory, by its URL.
 DATA_DIRS: dict[str, Path] = {}
 
