@@ -89,7 +89,8 @@ def test_sql_table_and_query(api: Api, settings: Settings) -> None:
         )
         conn.execute("INSERT INTO contacts VALUES (1, 'a@example.com', 1.5, '2024-01-01')")
     url = f"sqlite:///{path}"
-    table = make_dataset(api, {"type": "SQL", "url": url, "table": "contacts"})
+    # A relative SQLite path is taken from the dataset directory.
+    table = make_dataset(api, {"type": "SQL", "url": "sqlite:///crm.db", "table": "contacts"})
     assert types_of(table) == {
         "id": "INTEGER",
         "email": "STRING",
@@ -98,9 +99,14 @@ def test_sql_table_and_query(api: Api, settings: Settings) -> None:
     }
     assert table["primaryKey"] == "id"
     query = make_dataset(
-        api, {"type": "SQL", "url": url, "query": "select id, email as mail from contacts"}
+        api,
+        {
+            "type": "SQL",
+            "url": url,
+            "query": "select id, email as mail, '12:30' as t from contacts",
+        },
     )
-    assert types_of(query) == {"id": "INTEGER", "mail": "STRING"}
+    assert types_of(query) == {"id": "INTEGER", "mail": "STRING", "t": "STRING"}
     missing = api.post(
         DATASETS,
         json={"displayName": "nope", "source": {"type": "SQL", "url": url, "table": "nope"}},
@@ -179,6 +185,11 @@ def test_other_accounts_see_nothing(api: Api, other_api: Api, settings: Settings
         ({"type": "CSV", "location": "missing.csv"}, "no file at"),
         ({"type": "SQL", "url": "postgresql://u:pw@db.example.com/x", "table": "t"}, "SQL_HOSTS"),
         ({"type": "SQL", "url": "sqlite:////etc/hosts.db", "table": "t"}, "DATASET_DIRS"),
+        (
+            {"type": "SQL", "url": "postgresql://u@127.0.0.1/x?host=db.example.com", "table": "t"},
+            "option 'host' is not allowed",
+        ),
+        ({"type": "SQL", "url": "sqlite:///crm.db?mode=rwc", "table": "t"}, "no options"),
         ({"type": "SQL", "url": "sqlite://", "table": "t"}, "database file"),
         ({"type": "SQL", "url": "not a url", "table": "t"}, "SQLAlchemy URL"),
         ({"type": "SQL", "url": "sqlite:///x.db"}, "exactly one of"),

@@ -403,6 +403,9 @@ def test_pushed_rows(api: Api) -> None:
     assert second["results"][1]["status"] == "unchanged"
     traits = api.get(profiles_url(store_id, merged["profileId"])).json()["traits"]
     assert "Web" not in traits or "visits" not in traits["Web"]
+    only_bad = api.post(url, json={"rows": [{"shoe": 1}]})
+    assert only_bad.status_code == 200, only_bad.text
+    assert only_bad.json()["results"][0]["status"] == "failed"
     assert api.post(url, json={"rows": []}).status_code == 400
     assert api.post(url, json={"rows": [{}] * 1001}).status_code == 400
     assert api.post(url, json={"rows": ["not an object"]}).status_code == 400
@@ -422,3 +425,43 @@ def test_dataset_mappings_take_no_pushed_rows(api: Api, settings: Settings) -> N
     response = api.post(url, json={"rows": [{"email": "a@example.com"}]})
     assert response.status_code == 409
     assert api.get(f"{DATASETS}/{dataset['id']}").status_code == 200
+
+
+def test_disabling_a_mapping_stops_its_running_sync(
+    api: Api, db: Database, settings: Settings
+) -> None:
+    import threading
+    import time
+
+    from convmem import wiring
+    from convmem.operations.worker import Worker
+
+    store_id = make_store(api)
+    rows = [{"email": f"stop{n}@example.com"} for n in range(3000)]
+    dataset = make_dataset(api, {"type": "CSV", "location": write_csv(settings, rows)})
+    mapping_id = make_mapping(
+        api, store_id, dataset_mapping(dataset, [("email", "Contact", "email")])
+    )
+    started = api.post(mappings_url(store_id, mapping_id, "Syncs"))
+    op_id, sync_id = started.headers["Operation-Id"], started.json()["syncId"]
+    tiny = settings.model_copy(update={"sync_batch_size": 10})
+    worker = Worker(db, tiny, wiring.jobs(tiny))
+    thread = threading.Thread(target=lambda: [worker.run_once() for _ in range(3)])
+    thread.start()
+    deadline = time.monotonic() + 30
+    while True:
+        with db.transaction(write=False) as session:
+            op = session.get(Operation, op_id)
+            assert op is not None
+            done = int((op.checkpoint or {}).get("after") or 0)
+        if done >= 100:
+            break
+        assert time.monotonic() < deadline and thread.is_alive()
+        time.sleep(0.005)
+    api.patch(mappings_url(store_id, mapping_id), json={"isEnabled": False})
+    thread.join(60)
+    sync = api.get(mappings_url(store_id, mapping_id, "Syncs", sync_id)).json()
+    assert sync["status"] == "FAILED", sync
+    assert "disabled during the sync" in sync["message"]
+    assert 100 <= sync["counts"]["read"] < 3000
+    assert sync["counts"]["created"] == sync["counts"]["read"]

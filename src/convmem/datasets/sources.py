@@ -21,7 +21,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
-from urllib.parse import urlparse
+from urllib.parse import quote, urlparse
 
 import sqlalchemy as sa
 from sqlalchemy.engine import make_url
@@ -502,11 +502,11 @@ class SqlSource:
 
     def _query_sub(self, names: Sequence[str]) -> Any:
         assert self.query is not None
-        text = sa.text(self.query)
-        textual = text.columns(*(sa.column(n) for n in names)) if names else None
-        if textual is None:
-            return sa.text(f"({self.query}) AS convmem_source")
-        return textual.subquery("convmem_source")
+        # Colons are the query's own (`'12:30'`, `::int`), never bind parameters.
+        query = self.query.replace(":", "\\:")
+        if not names:
+            return sa.text(f"({query}) AS convmem_source")
+        return sa.text(query).columns(*(sa.column(n) for n in names)).subquery("convmem_source")
 
     def _from(self, names: Sequence[str]) -> Any:
         if self.table is not None:
@@ -581,7 +581,18 @@ def local_path(location: str, settings: Settings) -> Path:
     return resolved
 
 
-def check_sql_url(url: str, settings: Settings) -> None:
+# Connection options a SQL URL may carry. Others are refused: libpq reads
+# `host`, `hostaddr` or `service` from the query string too, which would
+# bypass CONVMEM_DATASET_SQL_HOSTS.
+SAFE_URL_OPTIONS = frozenset(
+    {"sslmode", "application_name", "connect_timeout", "target_session_attrs", "charset"}
+)
+
+
+def check_sql_url(url: str, settings: Settings) -> str:
+    """The URL to connect with, once the operator's settings allow it: a
+    SQLite database must be a file under the dataset directories (opened
+    read-only), any other database a host in CONVMEM_DATASET_SQL_HOSTS."""
     try:
         parsed = make_url(url)
     except ArgumentError:
@@ -590,14 +601,25 @@ def check_sql_url(url: str, settings: Settings) -> None:
         database = parsed.database or ""
         if not database or database == ":memory:" or database.startswith("file:"):
             raise NotAllowed("a SQLite dataset must name a database file")
-        local_path(database, settings)
-        return
+        if parsed.query:
+            raise NotAllowed("a SQLite dataset URL takes no options")
+        path = local_path(database, settings)
+        # The resolved file, read-only: never a path relative to the server's
+        # working directory, never a new database.
+        return f"sqlite:///file:{quote(str(path))}?mode=ro&uri=true"
+    unsafe = sorted(set(parsed.query) - SAFE_URL_OPTIONS)
+    if unsafe:
+        raise NotAllowed(
+            f"the SQL URL's option {unsafe[0]!r} is not allowed (allowed: "
+            f"{', '.join(sorted(SAFE_URL_OPTIONS))})"
+        )
     host = (parsed.host or "").lower()
     allowed = settings.sql_hosts
     if not host or (host not in allowed and f"{host}:{parsed.port}" not in allowed):
         raise NotAllowed(
             f"SQL host '{host or '(none)'}' is not allowed; add it to CONVMEM_DATASET_SQL_HOSTS"
         )
+    return url
 
 
 def masked_url(url: str) -> str:
@@ -617,8 +639,8 @@ def open_source(spec: dict[str, Any], settings: Settings) -> Source:
         if location.startswith("s3://"):
             return S3FileSource(settings, location, kind)
         return FileSource(local_path(location, settings), kind)
-    check_sql_url(spec["url"], settings)
-    return SqlSource(spec["url"], table=spec.get("table"), query=spec.get("query"))
+    url = check_sql_url(spec["url"], settings)
+    return SqlSource(url, table=spec.get("table"), query=spec.get("query"))
 
 
 def _short(exc: BaseException, limit: int = 300) -> str:

@@ -46,6 +46,10 @@ class _StoreGone(Exception):
     pass
 
 
+class _Stopped(Exception):
+    """The mapping was deleted or disabled during the run: no more batches."""
+
+
 class SyncJob:
     def __init__(self, ctx: JobContext, settings: Settings) -> None:
         assert ctx.store_id is not None
@@ -104,6 +108,8 @@ class SyncJob:
             self._write(source, columns, fields, after=after, order=order, key=key)
         except _StoreGone:
             self.fail("the store was deleted")
+        except _Stopped as exc:
+            self.fail(f"{exc} during the sync ({self.counts.rows:,} rows were written before)")
         except SourceError as exc:
             self.fail(f"the dataset cannot be read: {exc} ({self.counts.rows:,} rows written)")
 
@@ -238,6 +244,11 @@ class SyncJob:
         last: bool,
         incremental: bool,
     ) -> None:
+        mapping = repo.get(session, store_id=self.store_id, mapping_id=self.mapping_id)
+        if mapping is None:
+            raise _Stopped("the data mapping was deleted")
+        if not mapping.is_enabled:
+            raise _Stopped("the data mapping was disabled")
         if rows:
             start = self.counts.rows
             numbered = [(start + n + 1, row) for n, row in enumerate(rows)]
@@ -272,16 +283,14 @@ class SyncJob:
             errorLines=self.errors,
         )
         if last:
-            mapping = repo.get(session, store_id=self.store_id, mapping_id=self.mapping_id)
-            if mapping is not None:
-                if incremental and self.ctx.checkpoint.get("after") is not None:
-                    repo.save(
-                        session,
-                        store_id=self.store_id,
-                        mapping_id=self.mapping_id,
-                        watermark=self.ctx.checkpoint["after"],
-                    )
-                service.schedule(session, mapping, now=utcnow())
+            if incremental and self.ctx.checkpoint.get("after") is not None:
+                repo.save(
+                    session,
+                    store_id=self.store_id,
+                    mapping_id=self.mapping_id,
+                    watermark=self.ctx.checkpoint["after"],
+                )
+            service.schedule(session, mapping, now=utcnow())
             self.ctx.finish(resource_id=self.sync_id)
 
 
