@@ -66,6 +66,10 @@ class Description:
     fields: list[FieldInfo]
     key: str | None = None  # a SQL table's one-column primary key
 
+    def __post_init__(self) -> None:
+        if len(self.fields) > MAX_FIELDS:
+            raise SourceError(f"the source has {len(self.fields)} fields; at most {MAX_FIELDS}")
+
     def field(self, name: str) -> FieldInfo | None:
         return next((f for f in self.fields if f.name == name), None)
 
@@ -214,8 +218,6 @@ class FileSource:
         if len(set(names)) != len(names):
             twice = sorted({n for n in names if names.count(n) > 1})
             raise SourceError(f"the file names a field twice: {', '.join(twice)}")
-        if len(names) > MAX_FIELDS:
-            raise SourceError(f"the file has {len(names)} fields; at most {MAX_FIELDS}")
         return Description(
             [FieldInfo(f.name, _arrow_type(f.type), str(f.type)) for f in schema],
         )

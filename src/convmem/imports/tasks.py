@@ -11,11 +11,9 @@ from __future__ import annotations
 
 import functools
 import logging
-import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
-from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from convmem.imports import repository as repo
@@ -29,6 +27,7 @@ from convmem.imports.service import (
 )
 from convmem.imports.storage import Storage, Upload
 from convmem.ingest.csv_source import CsvSource, SourceError
+from convmem.ingest.loading import refresh_statistics_if_due
 from convmem.ingest.pipeline import (
     ColumnMap,
     Counts,
@@ -38,10 +37,9 @@ from convmem.ingest.pipeline import (
     column_map,
 )
 from convmem.ingest.report import MAX_WARNING_LINES, ReportState
-from convmem.kit.db import RetryTransaction, is_retryable, utcnow
+from convmem.kit.db import utcnow
 from convmem.kit.gcpause import gc_paused
-from convmem.operations.jobs import JobContext, JobFailed, JobHandlers, LeaseLost
-from convmem.profiles import repository as profiles_repo
+from convmem.operations.jobs import JobContext, JobFailed, JobHandlers, LeaseLost, retrying_step
 from convmem.profiles import store_schema
 from convmem.profiles.rules import StoreSchema
 from convmem.settings import Settings
@@ -51,7 +49,6 @@ log = logging.getLogger("convmem.imports")
 
 # More failed rows than this fail the import.
 MAX_FAILED_ROWS = 100
-_BATCH_ATTEMPTS = 6
 
 
 class _StoreGone(Exception):
@@ -193,24 +190,10 @@ class ImportJob:
                 )
 
     def _retrying(self, work: Callable[[Session], None]) -> None:
-        """A step that a concurrent write made stale runs again from scratch."""
-        for attempt in range(_BATCH_ATTEMPTS):
-            saved = dict(self.ctx.checkpoint)
-            self._pending = None
-            try:
-                with self.ctx.step() as session:
-                    work(session)
-                if self._pending is not None:
-                    self.counts, self.lines, self.warning_lines, self.done_row = self._pending
-                return
-            except (RetryTransaction, DBAPIError) as exc:
-                if isinstance(exc, DBAPIError) and not is_retryable(exc):
-                    raise
-                self.ctx.checkpoint = saved
-                self.ctx.finished = False
-                if attempt == _BATCH_ATTEMPTS - 1:
-                    raise
-                time.sleep(0.05 * (attempt + 1))
+        self._pending = None
+        retrying_step(self.ctx, work)
+        if self._pending is not None:  # set by the attempt that committed
+            self.counts, self.lines, self.warning_lines, self.done_row = self._pending
 
     def _schema(self, session: Session) -> StoreSchema:
         ref = stores.get_live_ref(session, account_sid=self.ctx.account_sid, store_id=self.store_id)
@@ -232,8 +215,12 @@ class ImportJob:
         counts = Counts(**self.counts.as_json())
         problems: list[Problem] = []
         if batch:
-            if self._statistics_due():
-                profiles_repo.refresh_statistics(session)
+            refresh_statistics_if_due(
+                session,
+                self.ctx.checkpoint,
+                rows_done=self.counts.rows,
+                batch_size=self.settings.import_batch_size,
+            )
             with gc_paused():
                 result = apply_batch(session, self.store_id, self._schema(session), columns, batch)
             counts.add(result.counts)
@@ -262,18 +249,6 @@ class ImportJob:
             self.ctx.finish(resource_id=self.import_id)
         # Taken up once the caller's step has committed (see _retrying).
         self._pending = (counts, lines, warning_lines, batch[-1][0] if batch else self.done_row)
-
-    def _statistics_due(self) -> bool:
-        """Whether the rows written so far doubled since the planner's last
-        look (1, 2, 4, 8... batches in): a few ANALYZEs per import."""
-        batches = self.counts.rows // self.settings.import_batch_size
-        if batches < 1 or batches & (batches - 1):
-            return False
-        done = self.ctx.checkpoint.get("analyzedAt", 0)
-        if batches <= done:
-            return False
-        self.ctx.checkpoint["analyzedAt"] = batches
-        return True
 
     def _report(self, problems: Iterable[Problem]) -> tuple[int, int, list[dict[str, Any]]]:
         state = ReportState(self.lines, self.warning_lines)

@@ -11,24 +11,23 @@ from __future__ import annotations
 
 import functools
 import logging
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
-from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from convmem.datasets import repository as datasets
 from convmem.datasets.sources import Order, Source, SourceError, open_source
+from convmem.ingest.loading import refresh_statistics_if_due
 from convmem.ingest.pipeline import ColumnMap, Counts, apply_batch, column_map
 from convmem.ingest.report import ReportState
-from convmem.kit.db import RetryTransaction, is_retryable, utcnow
+from convmem.kit.db import utcnow
 from convmem.kit.gcpause import gc_paused
 from convmem.mappings import repository as repo
 from convmem.mappings import rules, runs, service
 from convmem.mappings.models import DataMapping
 from convmem.mappings.schemas import counts_json
-from convmem.operations.jobs import JobContext, JobFailed, JobHandlers
+from convmem.operations.jobs import JobContext, JobFailed, JobHandlers, retrying_step
 from convmem.profiles import store_schema
 from convmem.profiles.rules import StoreSchema
 from convmem.settings import Settings
@@ -39,7 +38,6 @@ log = logging.getLogger("convmem.mappings")
 # A sync keeps going past bad rows (they are counted and reported), but its
 # report keeps at most this many error lines.
 MAX_ERROR_LINES = 10_000
-_BATCH_ATTEMPTS = 6
 
 
 class _StoreGone(Exception):
@@ -193,7 +191,9 @@ class SyncJob:
             with gc_paused():
                 item = next(batches, None)
             rows, token = item if item is not None else ([], None)
-            self._retrying(
+            # The run's own state moves on only once the step has committed.
+            self.counts, self.report, self.errors = retrying_step(
+                self.ctx,
                 functools.partial(
                     self._commit,
                     fields=fields,
@@ -201,31 +201,10 @@ class SyncJob:
                     token=token,
                     last=item is None,
                     incremental=order is not None,
-                )
+                ),
             )
             if item is None:
                 return
-
-    def _retrying(self, work: Callable[[Session], None]) -> None:
-        """A step that a concurrent write made stale runs again from scratch."""
-        for attempt in range(_BATCH_ATTEMPTS):
-            saved = dict(self.ctx.checkpoint)
-            state = (Counts(**self.counts.as_json()), self.report.lines, self.report.warning_lines)
-            errors = self.errors
-            try:
-                with self.ctx.step() as session:
-                    work(session)
-                return
-            except (RetryTransaction, DBAPIError) as exc:
-                if isinstance(exc, DBAPIError) and not is_retryable(exc):
-                    raise
-                self.ctx.checkpoint = saved
-                self.ctx.finished = False
-                self.counts, self.errors = state[0], errors
-                self.report = ReportState(state[1], state[2])
-                if attempt == _BATCH_ATTEMPTS - 1:
-                    raise
-                time.sleep(0.05 * (attempt + 1))
 
     def _schema(self, session: Session) -> StoreSchema:
         ref = stores.get_live_ref(session, account_sid=self.ctx.account_sid, store_id=self.store_id)
@@ -243,44 +222,52 @@ class SyncJob:
         *,
         last: bool,
         incremental: bool,
-    ) -> None:
+    ) -> tuple[Counts, ReportState, int]:
+        """One batch with the run's checkpoint; returns the run's counts,
+        report state and error lines as they are once it commits."""
         mapping = repo.get(session, store_id=self.store_id, mapping_id=self.mapping_id)
         if mapping is None:
             raise _Stopped("the data mapping was deleted")
         if not mapping.is_enabled:
             raise _Stopped("the data mapping was disabled")
+        counts = Counts(**self.counts.as_json())
+        report = ReportState(self.report.lines, self.report.warning_lines)
+        errors = self.errors
         if rows:
-            start = self.counts.rows
-            numbered = [(start + n + 1, row) for n, row in enumerate(rows)]
+            refresh_statistics_if_due(
+                session,
+                self.ctx.checkpoint,
+                rows_done=counts.rows,
+                batch_size=self.settings.sync_batch_size,
+            )
+            numbered = [(counts.rows + n + 1, row) for n, row in enumerate(rows)]
             with gc_paused():
                 result = apply_batch(
                     session, self.store_id, self._schema(session), fields, numbered
                 )
-            self.counts.add(result.counts)
+            counts.add(result.counts)
             problems = []
             for p in result.problems:
                 if not p.warning:
-                    if self.errors >= MAX_ERROR_LINES:
+                    if errors >= MAX_ERROR_LINES:
                         continue
-                    self.errors += 1
+                    errors += 1
                 problems.append(p)
             repo.add_lines(
-                session,
-                self.report.lines_for(problems, store_id=self.store_id, sync_id=self.sync_id),
+                session, report.lines_for(problems, store_id=self.store_id, sync_id=self.sync_id)
             )
             self.ctx.checkpoint["after"] = token
-        values: dict[str, Any] = {"counts": counts_json(self.counts)}
+        values: dict[str, Any] = {"counts": counts_json(counts)}
         if incremental:
             values["cursor"] = self.ctx.checkpoint.get("after")
         if last:
-            now = utcnow()
-            values.update(status=runs.COMPLETED, finished_at=now)
+            values.update(status=runs.COMPLETED, finished_at=utcnow())
         repo.save_sync(session, store_id=self.store_id, sync_id=self.sync_id, **values)
         self.ctx.checkpoint.update(
-            counts=self.counts.as_json(),
-            lines=self.report.lines,
-            warningLines=self.report.warning_lines,
-            errorLines=self.errors,
+            counts=counts.as_json(),
+            lines=report.lines,
+            warningLines=report.warning_lines,
+            errorLines=errors,
         )
         if last:
             if incremental and self.ctx.checkpoint.get("after") is not None:
@@ -292,6 +279,7 @@ class SyncJob:
                 )
             service.schedule(session, mapping, now=utcnow())
             self.ctx.finish(resource_id=self.sync_id)
+        return counts, report, errors
 
 
 def jobs(settings: Settings) -> JobHandlers:

@@ -15,14 +15,17 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import threading
+import time
 from collections.abc import Callable, Iterator, Mapping
-from typing import Any
+from typing import Any, TypeVar
 
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
-from convmem.kit.db import Database, utcnow
+from convmem.kit.db import Database, RetryTransaction, is_retryable, utcnow
 from convmem.operations import repository, status
 
+T = TypeVar("T")
 JobHandler = Callable[["JobContext"], None]
 JobHandlers = Mapping[str, JobHandler]
 
@@ -111,3 +114,28 @@ class JobContext:
                 )
             if not repository.guarded_update(session, op_id=self.op_id, owner=self.owner, **values):
                 raise LeaseLost(self.op_id)
+
+
+STEP_ATTEMPTS = 6
+
+
+def retrying_step(ctx: JobContext, work: Callable[[Session], T]) -> T:
+    """Run `work` in one `ctx.step()`. A step that a concurrent write made
+    stale (a plan gone stale, a deadlock, a serialization failure) is rolled
+    back and runs again from scratch, with the checkpoint as it was; `work`
+    must keep its own changes to the job's state until the step has committed
+    (return them, and take them up after this returns)."""
+    for attempt in range(STEP_ATTEMPTS):
+        saved = dict(ctx.checkpoint)
+        try:
+            with ctx.step() as session:
+                return work(session)
+        except (RetryTransaction, DBAPIError) as exc:
+            if isinstance(exc, DBAPIError) and not is_retryable(exc):
+                raise
+            ctx.checkpoint = saved
+            ctx.finished = False
+            if attempt == STEP_ATTEMPTS - 1:
+                raise
+            time.sleep(0.05 * (attempt + 1))
+    raise AssertionError("unreachable")
