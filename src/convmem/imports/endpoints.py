@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import csv
 import fcntl
-import io
 import os
 from pathlib import Path
 from typing import Annotated, Any
@@ -21,6 +19,7 @@ from convmem.imports import repository as repo
 from convmem.imports import service
 from convmem.imports.schemas import ImportCreate, ImportCreated, ImportIds, ImportOut, import_json
 from convmem.imports.storage import UPLOAD_PATH, LocalStorage, Storage, Upload
+from convmem.ingest.report import render_csv
 from convmem.kit.context import get_context
 from convmem.kit.db import utcnow
 from convmem.kit.errors import (
@@ -42,7 +41,6 @@ router = APIRouter(
 )
 # A client that stops sending for this long loses its upload (it may retry).
 UPLOAD_IDLE_SECONDS = 60.0
-REPORT_COLUMNS = ("row", "column", "code", "message", "value", "severity")
 
 
 def import_storage(request: Request) -> Storage:
@@ -102,13 +100,7 @@ async def import_report(importId: str, run: StoreRead) -> Response:
 
     def render(session: Any, store: Any) -> bytes:
         row, _, _ = service.get(session, store=store, import_id=importId)
-        out = io.StringIO()
-        writer = csv.writer(out, lineterminator="\r\n")
-        writer.writerow(REPORT_COLUMNS)
-        for line in repo.report_lines(session, row.store_id, row.id):
-            severity = "warning" if line.warning else "error"
-            writer.writerow((line.row, line.column, line.code, line.message, line.value, severity))
-        return out.getvalue().encode()
+        return render_csv(repo.report_lines(session, row.store_id, row.id))
 
     body = await run(render)
     return Response(

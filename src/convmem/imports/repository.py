@@ -9,6 +9,7 @@ from sqlalchemy import Select, select, update
 from sqlalchemy.orm import Session
 
 from convmem.imports.models import ImportReportLine, ProfileImport
+from convmem.ingest.report import read_lines
 from convmem.kit.db import affected, core
 from convmem.operations.models import Operation
 
@@ -80,34 +81,6 @@ def add_lines(session: Session, rows: Sequence[dict[str, Any]]) -> None:
         core(session).execute(ImportReportLine.__table__.insert(), list(rows))  # type: ignore[attr-defined]
 
 
-def report_lines(
-    session: Session, store_id: str, import_id: str, *, batch: int = 1000
-) -> Iterator[Any]:
-    after = -1
-    while True:
-        rows = (
-            core(session)
-            .execute(
-                select(
-                    ImportReportLine.seq,
-                    ImportReportLine.row,
-                    ImportReportLine.column,
-                    ImportReportLine.code,
-                    ImportReportLine.message,
-                    ImportReportLine.value,
-                    ImportReportLine.warning,
-                )
-                .where(
-                    ImportReportLine.store_id == store_id,
-                    ImportReportLine.import_id == import_id,
-                    ImportReportLine.seq > after,
-                )
-                .order_by(ImportReportLine.seq)
-                .limit(batch)
-            )
-            .all()
-        )
-        yield from rows
-        if len(rows) < batch:
-            return
-        after = rows[-1].seq
+def report_lines(session: Session, store_id: str, import_id: str) -> Iterator[Any]:
+    table = ImportReportLine.__table__
+    return read_lines(session, table, store_id=store_id, import_id=import_id)  # type: ignore[arg-type]

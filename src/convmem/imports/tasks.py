@@ -27,7 +27,7 @@ from convmem.imports.service import (
 )
 from convmem.imports.storage import Storage, Upload
 from convmem.ingest.csv_source import CsvSource, SourceError
-from convmem.ingest.loading import refresh_statistics_if_due
+from convmem.ingest.loading import live_schema, refresh_statistics_if_due
 from convmem.ingest.pipeline import (
     ColumnMap,
     Counts,
@@ -40,10 +40,8 @@ from convmem.ingest.report import MAX_WARNING_LINES, ReportState
 from convmem.kit.db import utcnow
 from convmem.kit.gcpause import gc_paused
 from convmem.operations.jobs import JobContext, JobFailed, JobHandlers, LeaseLost, retrying_step
-from convmem.profiles import store_schema
 from convmem.profiles.rules import StoreSchema
 from convmem.settings import Settings
-from convmem.stores import repository as stores
 
 log = logging.getLogger("convmem.imports")
 
@@ -196,11 +194,12 @@ class ImportJob:
             self.counts, self.lines, self.warning_lines, self.done_row = self._pending
 
     def _schema(self, session: Session) -> StoreSchema:
-        ref = stores.get_live_ref(session, account_sid=self.ctx.account_sid, store_id=self.store_id)
-        if ref is None:
+        schema = live_schema(
+            session, account_sid=self.ctx.account_sid, store_id=self.store_id, cache=self.schemas
+        )
+        if schema is None:
             raise _StoreGone
-        session.info["schemas"] = self.schemas
-        return store_schema.load(session, ref)
+        return schema
 
     def _commit(
         self,

@@ -7,6 +7,21 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from convmem.profiles import repository as profiles
+from convmem.profiles import store_schema
+from convmem.profiles.rules import StoreSchema
+from convmem.stores import repository as stores
+
+
+def live_schema(
+    session: Session, *, account_sid: str, store_id: str, cache: dict[str, Any]
+) -> StoreSchema | None:
+    """What the store accepts now (cached per schema version in `cache`), or
+    None once the store is deleted."""
+    ref = stores.get_live_ref(session, account_sid=account_sid, store_id=store_id)
+    if ref is None:
+        return None
+    session.info["schemas"] = cache
+    return store_schema.load(session, ref)
 
 
 def refresh_statistics_if_due(

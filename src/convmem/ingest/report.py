@@ -3,11 +3,17 @@ warnings. Counting stays exact past the cap; only the lines kept are capped."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import csv
+import io
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from sqlalchemy import Table, select
+from sqlalchemy.orm import Session
+
 from convmem.ingest.pipeline import Problem
+from convmem.kit.db import core
 
 # Warnings are all counted, but a report keeps the first ones only.
 MAX_WARNING_LINES = 10_000
@@ -43,3 +49,40 @@ class ReportState:
                 }
             )
         return rows
+
+
+# The columns of a downloaded report.
+REPORT_COLUMNS = ("row", "column", "code", "message", "value", "severity")
+
+
+def read_lines(session: Session, table: Table, *, batch: int = 1000, **keys: str) -> Iterator[Any]:
+    """A run's report lines in order, read `batch` at a time (keyset on `seq`);
+    `keys` select the run (store_id=..., import_id=...)."""
+    c = table.c
+    after = -1
+    while True:
+        rows = (
+            core(session)
+            .execute(
+                select(c.seq, c.row, c.column, c.code, c.message, c.value, c.warning)
+                .where(*(c[name] == value for name, value in keys.items()), c.seq > after)
+                .order_by(c.seq)
+                .limit(batch)
+            )
+            .all()
+        )
+        yield from rows
+        if len(rows) < batch:
+            return
+        after = rows[-1].seq
+
+
+def render_csv(lines: Iterable[Any]) -> bytes:
+    """The report as CSV: one line per failed row or warning."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\r\n")
+    writer.writerow(REPORT_COLUMNS)
+    for line in lines:
+        severity = "warning" if line.warning else "error"
+        writer.writerow((line.row, line.column, line.code, line.message, line.value, severity))
+    return out.getvalue().encode()

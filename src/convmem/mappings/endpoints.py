@@ -3,14 +3,13 @@ mapping), and the rows pushed to an INGRESS mapping."""
 
 from __future__ import annotations
 
-import csv
-import io
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 from sqlalchemy.orm import Session
 
+from convmem.ingest.report import render_csv
 from convmem.kit.http import (
     JSONResponse,
     ReadSession,
@@ -50,7 +49,6 @@ rows_router = APIRouter(
     responses=ERRORS,
     tags=["DataMapping"],
 )
-REPORT_COLUMNS = ("row", "column", "code", "message", "value", "severity")
 TypeFilter = Annotated[str | None, Query(alias="type", max_length=40)]
 
 
@@ -200,14 +198,8 @@ def sync_report(
 ) -> Response:
     """One line per failed row or warning: row, column, code, message, value, severity."""
     row, _, _ = syncs.get(session, store=store, mapping_id=dataMappingId, sync_id=syncId)
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\r\n")
-    writer.writerow(REPORT_COLUMNS)
-    for line in repository.report_lines(session, store.id, row.id):
-        severity = "warning" if line.warning else "error"
-        writer.writerow((line.row, line.column, line.code, line.message, line.value, severity))
     return Response(
-        out.getvalue().encode(),
+        render_csv(repository.report_lines(session, store.id, row.id)),
         media_type="text/csv; charset=utf-8",
         headers={"Content-Disposition": f'attachment; filename="{syncId}-report.csv"'},
     )

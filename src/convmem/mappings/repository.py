@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy import Select, delete, or_, select, update
 from sqlalchemy.orm import Session
 
+from convmem.ingest.report import read_lines
 from convmem.kit.db import affected, bump_version, core
 from convmem.mappings.models import DataMapping, MappingSync, SyncReportLine
 from convmem.operations.models import Operation
@@ -157,34 +158,6 @@ def add_lines(session: Session, rows: Sequence[dict[str, Any]]) -> None:
         core(session).execute(SyncReportLine.__table__.insert(), list(rows))  # type: ignore[attr-defined]
 
 
-def report_lines(
-    session: Session, store_id: str, sync_id: str, *, batch: int = 1000
-) -> Iterator[Any]:
-    after = -1
-    while True:
-        rows = (
-            core(session)
-            .execute(
-                select(
-                    SyncReportLine.seq,
-                    SyncReportLine.row,
-                    SyncReportLine.column,
-                    SyncReportLine.code,
-                    SyncReportLine.message,
-                    SyncReportLine.value,
-                    SyncReportLine.warning,
-                )
-                .where(
-                    SyncReportLine.store_id == store_id,
-                    SyncReportLine.sync_id == sync_id,
-                    SyncReportLine.seq > after,
-                )
-                .order_by(SyncReportLine.seq)
-                .limit(batch)
-            )
-            .all()
-        )
-        yield from rows
-        if len(rows) < batch:
-            return
-        after = rows[-1].seq
+def report_lines(session: Session, store_id: str, sync_id: str) -> Iterator[Any]:
+    table = SyncReportLine.__table__
+    return read_lines(session, table, store_id=store_id, sync_id=sync_id)  # type: ignore[arg-type]

@@ -12,13 +12,13 @@ from __future__ import annotations
 import functools
 import logging
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, NoReturn
 
 from sqlalchemy.orm import Session
 
 from convmem.datasets import repository as datasets
 from convmem.datasets.sources import Order, Source, SourceError, open_source
-from convmem.ingest.loading import refresh_statistics_if_due
+from convmem.ingest.loading import live_schema, refresh_statistics_if_due
 from convmem.ingest.pipeline import ColumnMap, Counts, apply_batch, column_map
 from convmem.ingest.report import ReportState
 from convmem.kit.db import utcnow
@@ -28,10 +28,8 @@ from convmem.mappings import rules, runs, service
 from convmem.mappings.models import DataMapping
 from convmem.mappings.schemas import counts_json
 from convmem.operations.jobs import JobContext, JobFailed, JobHandlers, retrying_step
-from convmem.profiles import store_schema
 from convmem.profiles.rules import StoreSchema
 from convmem.settings import Settings
-from convmem.stores import repository as stores
 
 log = logging.getLogger("convmem.mappings")
 
@@ -72,19 +70,18 @@ class SyncJob:
                 return
             mapping = repo.get(session, store_id=self.store_id, mapping_id=self.mapping_id)
             plan = self._plan(session, mapping, sync.trigger)
-            if isinstance(plan, str):
-                self._fail_in(session, plan, mapping)
-                return
-            mode, after = sync.mode, self.ctx.checkpoint.get("after", sync.cursor)
-            if "after" not in self.ctx.checkpoint:
-                self.ctx.checkpoint["after"] = after
-            repo.save_sync(
-                session,
-                store_id=self.store_id,
-                sync_id=self.sync_id,
-                status=runs.PROCESSING,
-                started_at=sync.started_at or utcnow(),
-            )
+            if not isinstance(plan, str):
+                mode, after = sync.mode, self.ctx.checkpoint.get("after", sync.cursor)
+                self.ctx.checkpoint.setdefault("after", after)
+                repo.save_sync(
+                    session,
+                    store_id=self.store_id,
+                    sync_id=self.sync_id,
+                    status=runs.PROCESSING,
+                    started_at=sync.started_at or utcnow(),
+                )
+        if isinstance(plan, str):
+            self.fail(plan)
         source_spec, registered, items, key, cursor, text = plan
         try:
             source = open_source(source_spec, self.settings)
@@ -142,6 +139,9 @@ class SyncJob:
         )
 
     def _fail_in(self, session: Session, message: str, mapping: DataMapping | None) -> None:
+        """Mark the sync FAILED in the session's step (committed batches stay);
+        a scheduled mapping queues its next run all the same. The job's
+        operation fails with it (`fail`)."""
         repo.save_sync(
             session,
             store_id=self.store_id,
@@ -149,27 +149,17 @@ class SyncJob:
             status=runs.FAILED,
             detail=message[:1024],
             finished_at=utcnow(),
+            counts=counts_json(self.counts),
         )
         if mapping is not None and not message.startswith("cancelled"):
             service.schedule(session, mapping, now=utcnow())
-        self.ctx.finish(resource_id=self.sync_id)
-
-    def fail(self, message: str) -> None:
-        """Mark the sync FAILED (committed batches stay) and stop."""
-        with self.ctx.step() as session:
-            repo.save_sync(
-                session,
-                store_id=self.store_id,
-                sync_id=self.sync_id,
-                status=runs.FAILED,
-                detail=message[:1024],
-                finished_at=utcnow(),
-                counts=counts_json(self.counts),
-            )
-            mapping = repo.get(session, store_id=self.store_id, mapping_id=self.mapping_id)
-            if mapping is not None:
-                service.schedule(session, mapping, now=utcnow())
         log.info("sync failed", extra={"sync": self.sync_id, "detail": message[:200]})
+
+    def fail(self, message: str) -> NoReturn:
+        """Mark the sync FAILED and stop the job."""
+        with self.ctx.step() as session:
+            mapping = repo.get(session, store_id=self.store_id, mapping_id=self.mapping_id)
+            self._fail_in(session, message, mapping)
         raise JobFailed(message, code=20400, title="Sync failed")
 
     # -- writing ------------------------------------------------------------------
@@ -207,11 +197,12 @@ class SyncJob:
                 return
 
     def _schema(self, session: Session) -> StoreSchema:
-        ref = stores.get_live_ref(session, account_sid=self.ctx.account_sid, store_id=self.store_id)
-        if ref is None:
+        schema = live_schema(
+            session, account_sid=self.ctx.account_sid, store_id=self.store_id, cache=self.schemas
+        )
+        if schema is None:
             raise _StoreGone
-        session.info["schemas"] = self.schemas
-        return store_schema.load(session, ref)
+        return schema
 
     def _commit(
         self,
