@@ -465,3 +465,47 @@ def test_disabling_a_mapping_stops_its_running_sync(
     assert "disabled during the sync" in sync["message"]
     assert 100 <= sync["counts"]["read"] < 3000
     assert sync["counts"]["created"] == sync["counts"]["read"]
+
+
+def test_hostile_input_on_the_extension_routes(api: Api, settings: Settings) -> None:
+    store_id = make_store(api)
+    mapping_id = make_mapping(
+        api,
+        store_id,
+        {
+            "displayName": "hostile",
+            "mappingTo": {
+                "type": "TRAITS",
+                "mappings": [{"expression": "mail", "traitGroup": "Contact", "traitName": "email"}],
+            },
+            "mappingFrom": {"type": "INGRESS", "columns": ["mail"]},
+        },
+    )
+    rows = f"/v1/Stores/{store_id}/DataMappings/{mapping_id}/Rows"
+    for body in (
+        b'{"rows": [{"mail": 1180591620717411303424}]}',
+        b'{"rows": [{"mail": "a\\u0000@example.com"}]}',
+        b'{"rows": [{"mail": 1e999}]}',
+        b'{"rows": "nope"}',
+    ):
+        response = api.post(rows, content=body, headers={"Content-Type": "application/json"})
+        assert response.status_code == 400, (body, response.text)
+        assert response.json()["code"] == 520046
+    nested = api.post(rows, json={"rows": [{"mail": {"deep": ["x"]}}]})
+    assert nested.status_code == 200
+    assert nested.json()["results"][0]["error"]["code"] == "INVALID_VALUE"
+    for url in (
+        f"{DATASETS}/%00",
+        f"{DATASETS}?pageToken=garbage",
+        f"{DATASETS}?pageSize=101",
+        mappings_url(store_id, mapping_id, "Syncs") + "?pageToken=garbage",
+        mappings_url(store_id, mapping_id, "Syncs", "%00"),
+    ):
+        response = api.get(url)
+        assert response.status_code in (400, 404), (url, response.text)
+    location = api.post(
+        DATASETS,
+        content=b'{"displayName": "x", "source": {"type": "CSV", "location": "a\\u0000.csv"}}',
+        headers={"Content-Type": "application/json"},
+    )
+    assert location.status_code == 400
