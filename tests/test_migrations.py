@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
@@ -9,7 +11,15 @@ from convmem import models
 from convmem.kit.db import Database
 
 
+def _ours(obj: Any, name: str | None, type_: str, reflected: bool, compare_to: Any) -> bool:
+    # Tests share the database with tables of their own (dataset sources): a
+    # table the models do not know is none of the migrations' business.
+    return not (type_ == "table" and reflected and compare_to is None)
+
+
 def test_migrations_match_the_models(db: Database) -> None:
     with db.engine.connect() as conn:
-        context = MigrationContext.configure(conn, opts={"compare_type": False})
+        context = MigrationContext.configure(
+            conn, opts={"compare_type": False, "include_object": _ours}
+        )
         assert compare_metadata(context, models.Base.metadata) == []
