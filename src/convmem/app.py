@@ -34,6 +34,8 @@ from convmem.kit.http import JSONResponse, base_url
 from convmem.kit.middleware import ObservabilityMiddleware, RequestBodyMiddleware
 from convmem.mappings.endpoints import router as mappings_router
 from convmem.mappings.endpoints import rows_router as mapping_rows_router
+from convmem.memories.embeddings import embedder_for
+from convmem.memories.endpoints import router as memories_router
 from convmem.operations.endpoints import router as operations_router
 from convmem.operations.worker import WorkerPool
 from convmem.profiles.endpoints import router as profiles_router
@@ -203,6 +205,8 @@ def create_app(
     install_docs(app)
     app.state.ctx = ctx
     app.state.import_storage = storage_for(settings)
+    # The embedding model loads on the first text it is given, not here.
+    app.state.embedder = embedder_for(settings)
     install_error_handlers(app)
     app.add_middleware(GZipMiddleware, minimum_size=512)
     app.add_middleware(
@@ -236,6 +240,7 @@ def create_app(
     routers = (
         profiles_router,
         imports_router,
+        memories_router,
         mapping_rows_router,
         stores_router,
         identity_router,

@@ -6,6 +6,12 @@ from convmem.identity.models import IdentityResolutionSettings
 from convmem.imports.models import ImportReportLine, ProfileImport
 from convmem.kit.db import Base
 from convmem.mappings.models import DataMapping, MappingSync, SyncReportLine
+from convmem.memories.models import (
+    ConversationSummary,
+    Observation,
+    ObservationConversation,
+    ObservationRevision,
+)
 from convmem.operations.models import Operation
 from convmem.profiles.models import Profile, ProfileIdentifier, ProfileMerge, ProfileTrait
 from convmem.stores.models import Store
@@ -15,11 +21,15 @@ __all__ = [
     "Account",
     "ApiKey",
     "Base",
+    "ConversationSummary",
     "DataMapping",
     "Dataset",
     "IdentityResolutionSettings",
     "ImportReportLine",
     "MappingSync",
+    "Observation",
+    "ObservationConversation",
+    "ObservationRevision",
     "Operation",
     "Profile",
     "ProfileIdentifier",

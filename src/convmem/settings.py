@@ -126,6 +126,12 @@ class Settings(BaseSettings):
         le=50_000,
         description="Dataset rows a data-mapping sync writes per transaction.",
     )
+    embedder: str = Field(
+        "minilm",
+        pattern="^(minilm|none)$",
+        description="`minilm`: Recall ranks memories by meaning too, with all-MiniLM-L6-v2 run "
+        "locally (loaded on first use, ~90 MB). `none`: lexical ranking only.",
+    )
     max_stores_per_account: int = Field(15, ge=1, description="Store limit per account.")
     max_body_bytes: int = Field(
         10 * 1024 * 1024,

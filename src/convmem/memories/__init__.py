@@ -1,0 +1,1 @@
+"""Observations, conversation summaries and Recall: the memory an agent reads before it answers."""

@@ -1,0 +1,441 @@
+"""Memory use cases: observations (with revisions), conversation summaries, Recall.
+
+Writes lock the profile first (a merge moves memories with their profile, so
+a write racing it must see where the profile went) and answer ProfileMoved for
+a merged-away id. Vectors are computed by the caller before the transaction
+opens and handed in, one per text (None when embedding is off)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from sqlalchemy.orm import Session
+
+from convmem.kit import ids
+from convmem.kit.db import utcnow
+from convmem.kit.errors import NotFound, ProfileMoved, ProfileNotFound, ValidationFailed
+from convmem.kit.pagination import Page, PageRequest, paginate
+from convmem.memories import ranking, repository
+from convmem.memories.embeddings import from_blobs, to_blob
+from convmem.memories.models import (
+    ConversationSummary,
+    Observation,
+    ObservationRevision,
+)
+from convmem.memories.schemas import (
+    ObservationIn,
+    ObservationPatch,
+    RecallIn,
+    SummaryIn,
+    SummaryPatch,
+)
+from convmem.profiles import repository as profiles
+from convmem.profiles import service as profile_service
+from convmem.stores.models import StoreRef
+
+# At most this many of each kind per profile; a create beyond it is a 400
+# (nothing is evicted). Merges may bring a profile past it.
+MAX_PER_PROFILE = 500
+OBSERVATION_ID = ids.matcher(ids.OBSERVATION)
+SUMMARY_ID = ids.matcher(ids.SUMMARY)
+
+
+class ObservationNotFound(NotFound):
+    code = 520003
+    default_message = "Observation not found"
+
+
+class SummaryNotFound(NotFound):
+    default_message = "Conversation summary not found"
+
+
+def _writable_profile(session: Session, store: StoreRef, profile_id: str) -> None:
+    """Lock the profile's row (and its aliases) for the write, or say where it went."""
+    profile_service.check_id(profile_id)
+    state = profiles.lock_profiles(session, store.id, [profile_id])
+    if profile_id not in state:
+        raise ProfileNotFound(f"Profile {profile_id} not found")
+    merged_into = state[profile_id]
+    if merged_into is not None:
+        raise ProfileMoved(merged_into)
+
+
+def _readable_profile(session: Session, store: StoreRef, profile_id: str) -> None:
+    profile_service.get_canonical(session, store=store, profile_id=profile_id)
+
+
+def _room(session: Session, model: Any, store: StoreRef, profile_id: str, adding: int) -> None:
+    held = repository.count(session, model, store_id=store.id, profile_id=profile_id)
+    if held + adding > MAX_PER_PROFILE:
+        kind = "observations" if model is Observation else "conversation summaries"
+        raise ValidationFailed(
+            f"A profile holds at most {MAX_PER_PROFILE} {kind}; profile {profile_id} has "
+            f"{held}, so {adding} more do not fit (delete some first)"
+        )
+
+
+def _blob(vector: np.ndarray | None) -> bytes | None:
+    return None if vector is None else to_blob(vector)
+
+
+# -- observations ---------------------------------------------------------------------
+
+
+def create_observations(
+    session: Session,
+    *,
+    store: StoreRef,
+    profile_id: str,
+    items: Sequence[ObservationIn],
+    vectors: np.ndarray | None,
+) -> list[str]:
+    _writable_profile(session, store, profile_id)
+    _room(session, Observation, store, profile_id, len(items))
+    now = utcnow()
+    keys = repository.next_fts_ids(session, Observation, len(items))
+    rows = []
+    for n, item in enumerate(items):
+        rows.append(
+            Observation(
+                store_id=store.id,
+                id=ids.new_id(ids.OBSERVATION),
+                profile_id=profile_id,
+                content=item.content,
+                source=item.source,
+                conversation_ids=list(dict.fromkeys(item.conversationIds)),
+                occurred_at=item.occurredAt,
+                created_at=now,
+                updated_at=now,
+                embedding=_blob(vectors[n] if vectors is not None else None),
+                fts_id=keys[n],
+            )
+        )
+    repository.add(session, rows)
+    for row in rows:
+        repository.set_conversations(session, row, row.conversation_ids)
+    return [row.id for row in rows]
+
+
+def get_observation(
+    session: Session, *, store: StoreRef, profile_id: str, observation_id: str, write: bool = False
+) -> Observation:
+    (_writable_profile if write else _readable_profile)(session, store, profile_id)
+    ids.require(
+        OBSERVATION_ID,
+        observation_id,
+        field="observationId",
+        prefix=ids.OBSERVATION,
+        error=ValidationFailed,
+    )
+    row = repository.get(
+        session, Observation, store_id=store.id, profile_id=profile_id, memory_id=observation_id
+    )
+    if row is None:
+        raise ObservationNotFound(f"Observation {observation_id} not found")
+    observation: Observation = row
+    return observation
+
+
+@dataclass(frozen=True)
+class ObservationFilter:
+    source: str | None = None
+    created_after: dt.datetime | None = None
+    created_before: dt.datetime | None = None
+    conversation_id: str | None = None
+
+
+def list_observations(
+    session: Session,
+    *,
+    store: StoreRef,
+    profile_id: str,
+    page: PageRequest,
+    filters: ObservationFilter,
+) -> Page[Observation]:
+    _readable_profile(session, store, profile_id)
+    stmt = repository.observations_query(
+        store_id=store.id,
+        profile_id=profile_id,
+        source=filters.source,
+        created_after=filters.created_after,
+        created_before=filters.created_before,
+        conversation_id=filters.conversation_id,
+    )
+    # Ids are time-ordered, so id order is createdAt order.
+    return paginate(
+        session, stmt, Observation.id, page, key_of=lambda o: o.id, scope="observations"
+    )
+
+
+def patch_observation(
+    session: Session,
+    *,
+    store: StoreRef,
+    profile_id: str,
+    observation_id: str,
+    data: ObservationPatch,
+    vector: np.ndarray | None,
+) -> None:
+    """Change the given fields; the full state before the change is kept as a revision."""
+    row = get_observation(
+        session, store=store, profile_id=profile_id, observation_id=observation_id, write=True
+    )
+    changes: dict[str, Any] = {}
+    if data.content is not None and data.content != row.content:
+        changes["content"] = data.content
+        changes["embedding"] = _blob(vector)
+    if data.source is not None and data.source != row.source:
+        changes["source"] = data.source
+    if data.occurredAt is not None and data.occurredAt != row.occurred_at:
+        changes["occurred_at"] = data.occurredAt
+    conversations = None
+    if data.conversationIds is not None:
+        conversations = list(dict.fromkeys(data.conversationIds))
+        if conversations != list(row.conversation_ids):
+            changes["conversation_ids"] = conversations
+    if not changes:
+        return  # nothing differs: no revision, updatedAt stays
+    session.add(
+        ObservationRevision(
+            store_id=row.store_id,
+            observation_id=row.id,
+            revision_id=ids.new_id(ids.ROW),
+            profile_id=row.profile_id,
+            content=row.content,
+            source=row.source,
+            conversation_ids=list(row.conversation_ids),
+            occurred_at=row.occurred_at,
+            created_at=row.created_at,
+            updated_at=row.updated_at,
+        )
+    )
+    for name, value in changes.items():
+        setattr(row, name, value)
+    row.updated_at = max(utcnow(), row.updated_at + dt.timedelta(microseconds=1))
+    session.flush()
+    if "conversation_ids" in changes:
+        repository.set_conversations(session, row, changes["conversation_ids"])
+
+
+def delete_observation(
+    session: Session, *, store: StoreRef, profile_id: str, observation_id: str
+) -> None:
+    row = get_observation(
+        session, store=store, profile_id=profile_id, observation_id=observation_id, write=True
+    )
+    repository.delete_observation(session, row)
+
+
+def list_revisions(
+    session: Session, *, store: StoreRef, profile_id: str, observation_id: str, page: PageRequest
+) -> Page[ObservationRevision]:
+    get_observation(session, store=store, profile_id=profile_id, observation_id=observation_id)
+    return paginate(
+        session,
+        repository.revisions_query(store_id=store.id, observation_id=observation_id),
+        ObservationRevision.revision_id,
+        page,
+        key_of=lambda r: r.revision_id,
+        scope="revisions",
+    )
+
+
+# -- summaries ------------------------------------------------------------------------
+
+
+def create_summaries(
+    session: Session,
+    *,
+    store: StoreRef,
+    profile_id: str,
+    items: Sequence[SummaryIn],
+    vectors: np.ndarray | None,
+) -> list[str]:
+    _writable_profile(session, store, profile_id)
+    _room(session, ConversationSummary, store, profile_id, len(items))
+    now = utcnow()
+    keys = repository.next_fts_ids(session, ConversationSummary, len(items))
+    rows = [
+        ConversationSummary(
+            store_id=store.id,
+            id=ids.new_id(ids.SUMMARY),
+            profile_id=profile_id,
+            conversation_id=item.conversationId,
+            content=item.content,
+            source=item.source,
+            occurred_at=item.occurredAt,
+            created_at=now,
+            updated_at=now,
+            embedding=_blob(vectors[n] if vectors is not None else None),
+            fts_id=keys[n],
+        )
+        for n, item in enumerate(items)
+    ]
+    repository.add(session, rows)
+    return [row.id for row in rows]
+
+
+def get_summary(
+    session: Session, *, store: StoreRef, profile_id: str, summary_id: str, write: bool = False
+) -> ConversationSummary:
+    (_writable_profile if write else _readable_profile)(session, store, profile_id)
+    ids.require(
+        SUMMARY_ID, summary_id, field="summaryId", prefix=ids.SUMMARY, error=ValidationFailed
+    )
+    row = repository.get(
+        session, ConversationSummary, store_id=store.id, profile_id=profile_id, memory_id=summary_id
+    )
+    if row is None:
+        raise SummaryNotFound(f"Conversation summary {summary_id} not found")
+    summary: ConversationSummary = row
+    return summary
+
+
+def list_summaries(
+    session: Session,
+    *,
+    store: StoreRef,
+    profile_id: str,
+    page: PageRequest,
+    conversation_id: str | None,
+) -> Page[ConversationSummary]:
+    _readable_profile(session, store, profile_id)
+    stmt = repository.summaries_query(
+        store_id=store.id, profile_id=profile_id, conversation_id=conversation_id
+    )
+    return paginate(
+        session, stmt, ConversationSummary.id, page, key_of=lambda s: s.id, scope="summaries"
+    )
+
+
+def patch_summary(
+    session: Session,
+    *,
+    store: StoreRef,
+    profile_id: str,
+    summary_id: str,
+    data: SummaryPatch,
+    vector: np.ndarray | None,
+) -> None:
+    row = get_summary(
+        session, store=store, profile_id=profile_id, summary_id=summary_id, write=True
+    )
+    changed = False
+    if data.content is not None and data.content != row.content:
+        row.content, row.embedding, changed = data.content, _blob(vector), True
+    if data.source is not None and data.source != row.source:
+        row.source, changed = data.source, True
+    if data.occurredAt is not None and data.occurredAt != row.occurred_at:
+        row.occurred_at, changed = data.occurredAt, True
+    if data.conversationId is not None and data.conversationId != row.conversation_id:
+        row.conversation_id, changed = data.conversationId, True
+    if changed:
+        row.updated_at = max(utcnow(), row.updated_at + dt.timedelta(microseconds=1))
+        session.flush()
+
+
+def delete_summary(session: Session, *, store: StoreRef, profile_id: str, summary_id: str) -> None:
+    row = get_summary(
+        session, store=store, profile_id=profile_id, summary_id=summary_id, write=True
+    )
+    repository.delete_summary(session, row)
+
+
+# -- recall ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Recalled:
+    observations: list[tuple[Observation, float | None]]
+    summaries: list[tuple[ConversationSummary, float | None]]
+
+
+def recall(
+    session: Session,
+    *,
+    store: StoreRef,
+    profile_id: str,
+    data: RecallIn,
+    query_vector: np.ndarray | None,
+) -> Recalled:
+    """With a query: memories ranked by the fused lexical and semantic score
+    (threshold applied). Without: newest occurredAt first."""
+    _readable_profile(session, store, profile_id)
+    query = (data.query or "").strip()
+    found: dict[Any, list[tuple[Any, float | None]]] = {}
+    for model, limit in (
+        (Observation, data.observationsLimit),
+        (ConversationSummary, data.summariesLimit),
+    ):
+        if limit == 0:
+            found[model] = []
+        elif not query:
+            rows = repository.newest(
+                session,
+                model,
+                store_id=store.id,
+                profile_id=profile_id,
+                begin=data.beginDate,
+                end=data.endDate,
+                limit=limit,
+            )
+            found[model] = [(row, None) for row in rows]
+        else:
+            found[model] = _ranked(
+                session, model, store, profile_id, data, query, query_vector, limit
+            )
+    return Recalled(found[Observation], found[ConversationSummary])
+
+
+def _ranked(
+    session: Session,
+    model: Any,
+    store: StoreRef,
+    profile_id: str,
+    data: RecallIn,
+    query: str,
+    query_vector: np.ndarray | None,
+    limit: int,
+) -> list[tuple[Any, float | None]]:
+    window = {"begin": data.beginDate, "end": data.endDate}
+    lexical = ranking.normalized_lexical(
+        repository.lexical(
+            session,
+            model,
+            store_id=store.id,
+            profile_id=profile_id,
+            terms=ranking.query_terms(query),
+            **window,
+        )
+    )
+    semantic: dict[str, float] = {}
+    if query_vector is not None:
+        candidates = [
+            (memory_id, blob)
+            for memory_id, blob in repository.vectors(
+                session, model, store_id=store.id, profile_id=profile_id, **window
+            )
+            if blob is not None  # written while embedding was off: lexical only
+        ]
+        if candidates:
+            matrix = from_blobs([blob for _, blob in candidates])
+            similarity = ranking.normalized_semantic(matrix @ query_vector)
+            semantic = {
+                memory_id: float(s)
+                for (memory_id, _), s in zip(candidates, similarity, strict=True)
+            }
+    scores = ranking.fuse(lexical, semantic, semantic_on=query_vector is not None)
+    chosen = sorted(
+        ((score, memory_id) for memory_id, score in scores.items() if score > 0),
+        key=lambda item: (-item[0], item[1]),
+    )
+    chosen = [(s, m) for s, m in chosen if s >= data.relevanceThreshold][:limit]
+    rows = {
+        row.id: row
+        for row in repository.by_ids(session, model, store_id=store.id, ids=[m for _, m in chosen])
+    }
+    return [(rows[m], round(s, 6)) for s, m in chosen if m in rows]
