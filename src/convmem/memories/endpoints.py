@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import time
-from typing import Annotated
+from typing import Annotated, Any
 
 import numpy as np
 from anyio import to_thread
@@ -18,7 +18,7 @@ from convmem.kit.context import get_context
 from convmem.kit.errors import ValidationFailed
 from convmem.kit.http import JSONResponse
 from convmem.kit.inputs import BoundedRoute
-from convmem.kit.pagination import OrderBy, PageRequest, PageToken, page_request
+from convmem.kit.pagination import OrderBy, Page, PageRequest, PageToken, page_request
 from convmem.kit.schemas import ERRORS, Accepted
 from convmem.memories import service
 from convmem.memories.embeddings import Embedder
@@ -77,6 +77,13 @@ async def embed(request: Request, texts: list[str]) -> np.ndarray | None:
     return await to_thread.run_sync(embedder(request).embed, texts, limiter=ctx.threads)
 
 
+def page_meta(result: Page[Any], key: str, page: PageRequest) -> dict[str, Any]:
+    # The spec's ObservationsMeta has pageSize >= 1: an empty page states the size asked for.
+    meta = result.meta(key)
+    meta["pageSize"] = meta["pageSize"] or page.page_size
+    return meta
+
+
 def accepted(message: str) -> JSONResponse:
     return JSONResponse({"message": message}, status_code=202)
 
@@ -122,7 +129,7 @@ async def list_observations(
     return JSONResponse(
         {
             "observations": [observation_json(row) for row in result.items],
-            "meta": result.meta("observations"),
+            "meta": page_meta(result, "observations", page),
         }
     )
 
@@ -193,7 +200,7 @@ async def list_revisions(
     return JSONResponse(
         {
             "revisions": [observation_json(row) for row in result.items],
-            "meta": result.meta("revisions"),
+            "meta": page_meta(result, "revisions", page),
         }
     )
 
@@ -226,7 +233,7 @@ async def list_summaries(
     return JSONResponse(
         {
             "summaries": [summary_json(row) for row in result.items],
-            "meta": result.meta("summaries"),
+            "meta": page_meta(result, "summaries", page),
         }
     )
 

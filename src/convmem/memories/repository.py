@@ -49,7 +49,7 @@ def count(session: Session, model: Memory, *, store_id: str, profile_id: str) ->
 
 
 def get(session: Session, model: Memory, *, store_id: str, profile_id: str, memory_id: str) -> Any:
-    row = session.get(model, (store_id, memory_id))
+    row: Any = session.get(model, (store_id, memory_id))
     return row if row is not None and row.profile_id == profile_id else None
 
 
