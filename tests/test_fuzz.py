@@ -48,6 +48,12 @@ IMPLEMENTED = [
     "/v1/Stores/{storeId}/Profiles/{profileId}/Traits",
     "/v1/Stores/{storeId}/Profiles/{profileId}/Identifiers",
     "/v1/Stores/{storeId}/Profiles/{profileId}/Identifiers/{idType}",
+    "/v1/Stores/{storeId}/Profiles/{profileId}/Observations",
+    "/v1/Stores/{storeId}/Profiles/{profileId}/Observations/{observationId}",
+    "/v1/Stores/{storeId}/Profiles/{profileId}/Observations/{observationId}/Revisions",
+    "/v1/Stores/{storeId}/Profiles/{profileId}/ConversationSummaries",
+    "/v1/Stores/{storeId}/Profiles/{profileId}/ConversationSummaries/{summaryId}",
+    "/v1/Stores/{storeId}/Profiles/{profileId}/Recall",
 ]
 schema = schemathesis.openapi.from_path(SPEC_PATH).include(
     path_regex="^(" + "|".join(re.escape(p) for p in IMPLEMENTED) + ")$"

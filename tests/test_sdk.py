@@ -414,3 +414,81 @@ def test_data_mappings_through_the_sdk(client: Client, server: str) -> None:
         v1.data_mappings(store_id, ingress_id).fetch()
     assert error.value.status == 404
     assert error.value.code == 520048
+
+
+def test_memories_through_the_sdk(client: Client) -> None:
+    from twilio.rest.memory.v1.conversation_summary import ConversationSummaryList
+    from twilio.rest.memory.v1.observation import ObservationList
+    from twilio.rest.memory.v1.profile import ProfileList
+    from twilio.rest.memory.v1.recall import RecallList
+
+    v1 = client.memory.v1
+    store_id = create_store(client, "sdk-memories")
+    profile_id = (
+        v1.profiles(store_id)
+        .create(ProfileList.ProfileData({"traits": {"Contact": {"email": "memory@example.com"}}}))
+        .id
+    )
+    created = v1.observations(store_id, profile_id).create(
+        ObservationList.CreateObservationsRequest(
+            {
+                "observations": [
+                    {
+                        "content": "Customer expressed frustration with billing process.",
+                        "source": "customer_service",
+                        "occurredAt": "2025-01-15T14:30:00Z",
+                    },
+                    {
+                        "content": "Wants the order 88-ZZ delivered on Friday.",
+                        "source": "chat_transcript",
+                        "occurredAt": "2025-01-15T15:30:00Z",
+                        "conversationIds": ["conv_conversation_00000000000000000000000000"],
+                    },
+                ]
+            }
+        )
+    )
+    assert created.message == "Observations creation accepted"
+    observations = list(v1.observations(store_id, profile_id).stream(page_size=1))
+    assert [o.source for o in observations] == ["chat_transcript", "customer_service"]
+    only = list(
+        v1.observations(store_id, profile_id).list(
+            conversation_id="conv_conversation_00000000000000000000000000"
+        )
+    )
+    assert [o.id for o in only] == [observations[0].id]
+    one = v1.observations(store_id, profile_id, observations[1].id)
+    assert one.fetch().content == "Customer expressed frustration with billing process."
+    one.patch(ObservationList.ObservationBase({"content": "Billing is clear now."}))
+    assert one.fetch().content == "Billing is clear now."
+    revisions = list(v1.revisions(store_id, profile_id, observations[1].id).stream())
+    assert [r.content for r in revisions] == [
+        "Customer expressed frustration with billing process."
+    ]
+
+    v1.conversation_summaries(store_id, profile_id).create(
+        ConversationSummaryList.CreateSummariesRequest(
+            {
+                "summaries": [
+                    {
+                        "conversationId": "conv_conversation_00000000000000000000000000",
+                        "content": "Discussed delivery of order 88-ZZ.",
+                        "source": "conversational_intelligence",
+                        "occurredAt": "2025-01-15T15:00:00Z",
+                    }
+                ]
+            }
+        )
+    )
+    (summary,) = list(v1.conversation_summaries(store_id, profile_id).stream())
+    assert summary.content == "Discussed delivery of order 88-ZZ."
+    recalled = v1.recall(store_id, profile_id).create(
+        RecallList.MemoryRetrievalRequest({"query": "88-ZZ delivery", "observationsLimit": 5})
+    )
+    assert recalled.observations[0]["content"] == "Wants the order 88-ZZ delivered on Friday."  # type: ignore[index]
+    assert recalled.summaries[0]["id"] == summary.id  # type: ignore[index]
+    assert recalled.communications == []
+    assert one.delete()
+    with pytest.raises(TwilioRestException) as error:
+        one.fetch()
+    assert error.value.code == 520003
