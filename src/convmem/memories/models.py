@@ -57,6 +57,8 @@ class ObservationRevision(Base):
     """An observation's full state before a change."""
 
     __tablename__ = "observation_revisions"
+    # A merge or a profile's deletion finds the profile's revisions by it.
+    __table_args__ = (Index("ix_observation_revisions_profile", "store_id", "profile_id"),)
 
     store_id: Mapped[str] = mapped_column(String(64), primary_key=True)
     observation_id: Mapped[str] = mapped_column(String(64), primary_key=True)

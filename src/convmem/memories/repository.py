@@ -212,9 +212,11 @@ def lexical(
         params["query"] = ranking.pg_tsquery(terms)
     else:
         index = _FTS[model]
-        # bm25 is lower for better matches; the profile_id column does not count.
+        # bm25 is lower for better matches; the profile_id column does not
+        # count. CROSS JOIN keeps the index the outer loop: SQLite would
+        # otherwise walk the profile's rows and run the MATCH once per row.
         sql = (
-            f"SELECT m.id, -bm25({index}, 0.0, 1.0) FROM {index} JOIN {table} m "
+            f"SELECT m.id, -bm25({index}, 0.0, 1.0) FROM {index} CROSS JOIN {table} m "
             f"ON m.fts_id = {index}.rowid WHERE {index} MATCH :query "
             f"AND m.store_id = :store_id AND m.profile_id = :profile_id{window}"
         )

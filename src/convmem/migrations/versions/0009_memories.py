@@ -103,6 +103,9 @@ def upgrade() -> None:
             "store_id", "observation_id", "revision_id", name=op.f("pk_observation_revisions")
         ),
     )
+    op.create_index(
+        "ix_observation_revisions_profile", "observation_revisions", ["store_id", "profile_id"]
+    )
     op.create_table(
         "conversation_summaries",
         sa.Column("store_id", sa.String(length=64), nullable=False),
