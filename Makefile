@@ -46,6 +46,8 @@ bench: $(STAMP)
 	$(PY) bench/contention.py
 	$(PY) bench/imports.py
 	$(PY) bench/sync.py
+	$(PY) bench/recall_quality.py
+	$(PY) bench/recall.py
 
 clean:
 	rm -rf $(VENV) convmem-data .pytest_cache .mypy_cache .ruff_cache

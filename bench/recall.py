@@ -142,7 +142,7 @@ def sentence(rng: random.Random) -> str:
 
 def percentile(values: list[float], p: float) -> float:
     ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))]
+    return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
 
 
 def seed(url: str | None, data_dir: Path, store_id: str, count: int, rng: random.Random) -> None:
@@ -225,8 +225,8 @@ def floor_query(
     if url is None:
         conn: Any = sqlite3.connect(data_dir / "convmem.db")
         sql = (
-            "SELECT m.id, -bm25(observation_fts, 0.0, 1.0) FROM observation_fts JOIN observations m "
-            "ON m.fts_id = observation_fts.rowid WHERE observation_fts MATCH ? "
+            "SELECT m.id, -bm25(observation_fts, 0.0, 1.0) FROM observation_fts "
+            "CROSS JOIN observations m ON m.fts_id = observation_fts.rowid WHERE observation_fts MATCH ? "
             "AND m.store_id = ? AND m.profile_id = ?"
         )
         params: Any = (ranking.fts5_query(profile, terms), store_id, profile)
