@@ -226,8 +226,8 @@ def floor_query(
         conn: Any = sqlite3.connect(data_dir / "convmem.db")
         sql = (
             "SELECT m.id, -bm25(observation_fts, 0.0, 1.0) FROM observation_fts "
-            "CROSS JOIN observations m ON m.fts_id = observation_fts.rowid WHERE observation_fts MATCH ? "
-            "AND m.store_id = ? AND m.profile_id = ?"
+            "CROSS JOIN observations m ON m.fts_id = observation_fts.rowid "
+            "WHERE observation_fts MATCH ? AND m.store_id = ? AND m.profile_id = ?"
         )
         params: Any = (ranking.fts5_query(profile, terms), store_id, profile)
     else:
