@@ -10,7 +10,8 @@ Recall (`observationsLimit` 10, no summaries). Printed: evidence recall@10
 evidence ids some observation carries) and hit@10 (at least one found), for
 convmem's hybrid ranking next to two same-run baselines: BM25 alone (the same
 server with `CONVMEM_EMBEDDER=none`: SQLite FTS5) and the embedding alone
-(MiniLM cosine over the same observations, computed here).
+(MiniLM cosine over the same observations, computed here). Plain
+reciprocal-rank fusion of the two baselines is printed for reference.
 
     python bench/recall_quality.py [--data PATH] [--tune]
 
@@ -175,9 +176,18 @@ def main() -> None:
         semantic_scores.append(best)
         embedding_ranked.append(sorted(best, key=lambda k: -best[k]))
     results["embedding"] = embedding_ranked
+    # For reference: plain reciprocal-rank fusion of the two baselines (k = 60).
+    rrf = []
+    for lexical_top, semantic_top in zip(results["bm25"], embedding_ranked, strict=True):
+        fused: dict[str, float] = {}
+        for ranked_list in (lexical_top, semantic_top[:100]):
+            for rank, source in enumerate(ranked_list):
+                fused[source] = fused.get(source, 0.0) + 1 / (60 + rank + 1)
+        rrf.append(sorted(fused, key=lambda k: -fused[k]))
+    results["rrf"] = rrf
 
     print(f"{'ranking':<12}{'recall@10':>10}{'hit@10':>8}")
-    for label in ("hybrid", "bm25", "embedding"):
+    for label in ("hybrid", "bm25", "embedding", "rrf"):
         r, h = score(results[label], golds)
         print(f"{label:<12}{r:>10.3f}{h:>8.3f}")
 
