@@ -212,11 +212,12 @@ def lexical(
         params["query"] = ranking.pg_tsquery(terms)
     else:
         index = _FTS[model]
-        # bm25 is lower for better matches; the profile_id column does not
-        # count. CROSS JOIN keeps the index the outer loop: SQLite would
-        # otherwise walk the profile's rows and run the MATCH once per row.
+        # The index finds the profile's rows holding any term; they are
+        # ranked in Python (ranking.bm25). CROSS JOIN keeps the index the
+        # outer loop: SQLite would otherwise walk the profile's rows and run
+        # the MATCH once per row.
         sql = (
-            f"SELECT m.id, -bm25({index}, 0.0, 1.0) FROM {index} CROSS JOIN {table} m "
+            f"SELECT m.id, m.content FROM {index} CROSS JOIN {table} m "
             f"ON m.fts_id = {index}.rowid WHERE {index} MATCH :query "
             f"AND m.store_id = :store_id AND m.profile_id = :profile_id{window}"
         )
@@ -226,7 +227,11 @@ def lexical(
     stmt = stmt.bindparams(
         *(bindparam(k, type_=UTCDateTime()) for k in ("begin", "end") if k in params)
     )
-    return {row[0]: float(row[1]) for row in core(session).execute(stmt, params)}
+    rows = core(session).execute(stmt, params).all()
+    if is_postgres(session):
+        return {row[0]: float(row[1]) for row in rows}
+    total = count(session, model, store_id=store_id, profile_id=profile_id)
+    return ranking.bm25(terms, {row[0]: row[1] for row in rows}, total)
 
 
 def by_ids(session: Session, model: Memory, *, store_id: str, ids: Sequence[str]) -> list[Any]:
