@@ -221,11 +221,12 @@ def rng_vectors(count: int, rng: random.Random) -> np.ndarray:
 def floor_query(
     url: str | None, data_dir: Path, store_id: str, profile: str, terms: list[str]
 ) -> float:
-    """Seconds of the lexical query alone, straight against the database."""
+    """Seconds of the full-text query alone (the server's statement), straight
+    against the database."""
     if url is None:
         conn: Any = sqlite3.connect(data_dir / "convmem.db")
         sql = (
-            "SELECT m.id, -bm25(observation_fts, 0.0, 1.0) FROM observation_fts "
+            "SELECT m.id, m.content FROM observation_fts "
             "CROSS JOIN observations m ON m.fts_id = observation_fts.rowid "
             "WHERE observation_fts MATCH ? AND m.store_id = ? AND m.profile_id = ?"
         )

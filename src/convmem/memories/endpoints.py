@@ -6,6 +6,7 @@ then runs like any profile write (StoreWrite), Recall like a read."""
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import time
 from typing import Annotated, Any
@@ -289,16 +290,27 @@ async def recall(profileId: str, body: RecallIn, request: Request, run: StoreRea
     semantic) relevance; without a query, the newest first."""
     start = time.perf_counter()
     query = (body.query or "").strip()
-    vectors = await embed(request, [query] if query else [])
-    found = await run(
-        lambda s, store: service.recall(
-            s,
-            store=store,
-            profile_id=profileId,
-            data=body,
-            query_vector=vectors[0] if vectors is not None else None,
+    # The query's embedding (a worker thread) overlaps the database reads.
+    semantic = bool(query) and embedder(request).model_id is not None
+    embedding = asyncio.ensure_future(embed(request, [query])) if semantic else None
+    try:
+        gathered = await run(
+            lambda s, store: service.gather(
+                s, store=store, profile_id=profileId, data=body, semantic=semantic
+            )
         )
-    )
+        found = service.newest_only(gathered)
+        if found is None:
+            vectors = await embedding if embedding is not None else None
+            vector = vectors[0] if vectors is not None else None
+            chosen = {
+                model: service.choose(candidates, vector, body.relevanceThreshold)
+                for model, candidates in gathered.items()
+            }
+            found = await run(lambda s, store: service.fetch(s, store=store, chosen=chosen))
+    finally:
+        if embedding is not None and not embedding.done():
+            embedding.cancel()
     observations = []
     for row, score in found.observations:
         item = observation_json(row)

@@ -346,6 +346,24 @@ def delete_summary(session: Session, *, store: StoreRef, profile_id: str, summar
 
 
 # -- recall ---------------------------------------------------------------------------
+#
+# Recall runs in three steps so that the query's embedding (a worker thread)
+# and the database work overlap: `gather` reads what ranking needs, `choose`
+# ranks it once the query's vector is there (no database), `fetch` reads the
+# chosen rows. Without a query, `gather` alone answers: newest first.
+
+KINDS: tuple[Any, ...] = (Observation, ConversationSummary)
+
+
+@dataclass
+class Candidates:
+    """One kind of memory's ranking inputs: lexical scores (0..1) and vectors."""
+
+    limit: int
+    lexical: dict[str, float]
+    ids: list[str]
+    vectors: np.ndarray | None
+    newest: list[Any] | None = None  # the answer itself when there is no query
 
 
 @dataclass(frozen=True)
@@ -354,88 +372,87 @@ class Recalled:
     summaries: list[tuple[ConversationSummary, float | None]]
 
 
-def recall(
-    session: Session,
-    *,
-    store: StoreRef,
-    profile_id: str,
-    data: RecallIn,
-    query_vector: np.ndarray | None,
-) -> Recalled:
-    """With a query: memories ranked by the fused lexical and semantic score
-    (threshold applied). Without: newest occurredAt first."""
+def gather(
+    session: Session, *, store: StoreRef, profile_id: str, data: RecallIn, semantic: bool
+) -> dict[Any, Candidates]:
     _readable_profile(session, store, profile_id)
     query = (data.query or "").strip()
-    found: dict[Any, list[tuple[Any, float | None]]] = {}
-    for model, limit in (
-        (Observation, data.observationsLimit),
-        (ConversationSummary, data.summariesLimit),
-    ):
+    window = {"begin": data.beginDate, "end": data.endDate}
+    found = {}
+    for model, limit in zip(KINDS, (data.observationsLimit, data.summariesLimit), strict=True):
         if limit == 0:
-            found[model] = []
-        elif not query:
+            found[model] = Candidates(limit, {}, [], None, newest=[])
+            continue
+        if not query:
             rows = repository.newest(
+                session, model, store_id=store.id, profile_id=profile_id, limit=limit, **window
+            )
+            found[model] = Candidates(limit, {}, [], None, newest=rows)
+            continue
+        lexical = ranking.normalized_lexical(
+            repository.lexical(
                 session,
                 model,
                 store_id=store.id,
                 profile_id=profile_id,
-                begin=data.beginDate,
-                end=data.endDate,
-                limit=limit,
+                terms=ranking.query_terms(query),
+                **window,
             )
-            found[model] = [(row, None) for row in rows]
-        else:
-            found[model] = _ranked(
-                session, model, store, profile_id, data, query, query_vector, limit
+        )
+        ids_with_vectors: list[str] = []
+        blobs: list[bytes] = []
+        if semantic:
+            for memory_id, blob in repository.vectors(
+                session, model, store_id=store.id, profile_id=profile_id, **window
+            ):
+                if blob is not None:  # written while embedding was off: lexical only
+                    ids_with_vectors.append(memory_id)
+                    blobs.append(blob)
+        found[model] = Candidates(
+            limit, lexical, ids_with_vectors, from_blobs(blobs) if semantic else None
+        )
+    return found
+
+
+def choose(
+    candidates: Candidates, query_vector: np.ndarray | None, threshold: float
+) -> list[tuple[str, float]]:
+    """The best (id, score) pairs, best first: fused scores at or above the
+    threshold, at most `limit`."""
+    semantic: dict[str, float] = {}
+    if query_vector is not None and candidates.vectors is not None and candidates.ids:
+        similarity = ranking.normalized_semantic(candidates.vectors @ query_vector)
+        semantic = dict(zip(candidates.ids, (float(v) for v in similarity), strict=True))
+    scores = ranking.fuse(candidates.lexical, semantic, semantic_on=query_vector is not None)
+    ranked = sorted(
+        ((memory_id, score) for memory_id, score in scores.items() if score > 0),
+        key=lambda item: (-item[1], item[0]),
+    )
+    return [(m, round(s, 6)) for m, s in ranked if s >= threshold][: candidates.limit]
+
+
+def fetch(
+    session: Session, *, store: StoreRef, chosen: dict[Any, list[tuple[str, float]]]
+) -> Recalled:
+    found: dict[Any, list[tuple[Any, float | None]]] = {}
+    for model in KINDS:
+        pairs = chosen.get(model, [])
+        rows = {
+            row.id: row
+            for row in repository.by_ids(
+                session, model, store_id=store.id, ids=[m for m, _ in pairs]
             )
+        }
+        # A memory deleted since `gather` is left out.
+        found[model] = [(rows[m], s) for m, s in pairs if m in rows]
     return Recalled(found[Observation], found[ConversationSummary])
 
 
-def _ranked(
-    session: Session,
-    model: Any,
-    store: StoreRef,
-    profile_id: str,
-    data: RecallIn,
-    query: str,
-    query_vector: np.ndarray | None,
-    limit: int,
-) -> list[tuple[Any, float | None]]:
-    window = {"begin": data.beginDate, "end": data.endDate}
-    lexical = ranking.normalized_lexical(
-        repository.lexical(
-            session,
-            model,
-            store_id=store.id,
-            profile_id=profile_id,
-            terms=ranking.query_terms(query),
-            **window,
-        )
+def newest_only(gathered: dict[Any, Candidates]) -> Recalled | None:
+    """The answer when there was no query (gather already read it)."""
+    if any(c.newest is None for c in gathered.values()):
+        return None
+    return Recalled(
+        [(row, None) for row in gathered[Observation].newest or []],
+        [(row, None) for row in gathered[ConversationSummary].newest or []],
     )
-    semantic: dict[str, float] = {}
-    if query_vector is not None:
-        candidates = [
-            (memory_id, blob)
-            for memory_id, blob in repository.vectors(
-                session, model, store_id=store.id, profile_id=profile_id, **window
-            )
-            if blob is not None  # written while embedding was off: lexical only
-        ]
-        if candidates:
-            matrix = from_blobs([blob for _, blob in candidates])
-            similarity = ranking.normalized_semantic(matrix @ query_vector)
-            semantic = {
-                memory_id: float(s)
-                for (memory_id, _), s in zip(candidates, similarity, strict=True)
-            }
-    scores = ranking.fuse(lexical, semantic, semantic_on=query_vector is not None)
-    chosen = sorted(
-        ((score, memory_id) for memory_id, score in scores.items() if score > 0),
-        key=lambda item: (-item[0], item[1]),
-    )
-    chosen = [(s, m) for s, m in chosen if s >= data.relevanceThreshold][:limit]
-    rows = {
-        row.id: row
-        for row in repository.by_ids(session, model, store_id=store.id, ids=[m for _, m in chosen])
-    }
-    return [(rows[m], round(s, 6)) for s, m in chosen if m in rows]
