@@ -302,6 +302,11 @@ def test_recall_hybrid_ranking(api: Api, profile: tuple[str, str]) -> None:
     # An exact rare keyword wins over vaguely similar text.
     by_keyword = recall(api, store_id, profile_id, query="7731-XQ delivery")
     assert by_keyword["observations"][0]["content"].startswith("Order 7731-XQ")
+    # Both: a memory that shares a word and the meaning comes first, and
+    # scores above one that only means something alike.
+    both = recall(api, store_id, profile_id, query="refund for my damaged phone")
+    assert both["observations"][0]["content"].startswith("The client wants his money back")
+    assert both["observations"][0]["score"] > by_meaning["observations"][0]["score"]
     # Threshold and limits.
     strict = recall(api, store_id, profile_id, query="7731-XQ delivery", relevanceThreshold=0.9)
     assert [o["content"][:5] for o in strict["observations"]] == ["Order"]
