@@ -3,9 +3,10 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from sqlalchemy import BigInteger, Boolean, Float, Index, Integer, String, Text
+from sqlalchemy import BigInteger, Boolean, Float, Index, String
 from sqlalchemy.orm import Mapped, mapped_column
 
+from convmem.ingest.report import ReportLineColumns
 from convmem.kit.db import Base, JSONType, UTCDateTime
 
 
@@ -36,17 +37,10 @@ class ProfileImport(Base):
     updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
 
 
-class ImportReportLine(Base):
+class ImportReportLine(ReportLineColumns, Base):
     """A line of an import's report: an error that failed a row, or a warning."""
 
     __tablename__ = "profile_import_report"
 
     store_id: Mapped[str] = mapped_column(String(64), primary_key=True)
     import_id: Mapped[str] = mapped_column(String(64), primary_key=True)
-    seq: Mapped[int] = mapped_column(Integer, primary_key=True)
-    row: Mapped[int] = mapped_column(Integer)
-    column: Mapped[str] = mapped_column(String(255))
-    code: Mapped[str] = mapped_column(String(32))
-    message: Mapped[str] = mapped_column(String(1024))
-    value: Mapped[str] = mapped_column(Text)
-    warning: Mapped[bool] = mapped_column(Boolean)

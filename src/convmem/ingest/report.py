@@ -9,11 +9,25 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Table, select
-from sqlalchemy.orm import Session
+from sqlalchemy import Boolean, Integer, String, Table, Text, select
+from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from convmem.ingest.pipeline import Problem
 from convmem.kit.db import core
+
+
+class ReportLineColumns:
+    """The columns every run's report table has after its keys (a mixin for
+    the models of import and sync reports; `seq` numbers a run's lines)."""
+
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True)
+    row: Mapped[int] = mapped_column(Integer)
+    column: Mapped[str] = mapped_column(String(255))
+    code: Mapped[str] = mapped_column(String(32))
+    message: Mapped[str] = mapped_column(String(1024))
+    value: Mapped[str] = mapped_column(Text)
+    warning: Mapped[bool] = mapped_column(Boolean)
+
 
 # Warnings are all counted, but a report keeps the first ones only.
 MAX_WARNING_LINES = 10_000

@@ -3,9 +3,10 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from sqlalchemy import Boolean, Index, Integer, String, Text
+from sqlalchemy import Boolean, Index, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
+from convmem.ingest.report import ReportLineColumns
 from convmem.kit.db import Base, JSONType, UTCDateTime
 
 INGRESS = "INGRESS"
@@ -61,17 +62,10 @@ class MappingSync(Base):
     finished_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
 
 
-class SyncReportLine(Base):
+class SyncReportLine(ReportLineColumns, Base):
     """A line of a sync's report: an error that failed a row, or a warning."""
 
     __tablename__ = "data_mapping_sync_report"
 
     store_id: Mapped[str] = mapped_column(String(64), primary_key=True)
     sync_id: Mapped[str] = mapped_column(String(64), primary_key=True)
-    seq: Mapped[int] = mapped_column(Integer, primary_key=True)
-    row: Mapped[int] = mapped_column(Integer)
-    column: Mapped[str] = mapped_column(String(255))
-    code: Mapped[str] = mapped_column(String(32))
-    message: Mapped[str] = mapped_column(String(1024))
-    value: Mapped[str] = mapped_column(Text)
-    warning: Mapped[bool] = mapped_column(Boolean)

@@ -85,6 +85,16 @@ def page_meta(result: Page[Any], key: str, page: PageRequest) -> dict[str, Any]:
     return meta
 
 
+async def content_vector(request: Request, body: ObservationPatch | SummaryPatch) -> Any:
+    """A PATCH body's new content as a vector (None when the content stays or
+    embedding is off); a body that changes nothing is a 400."""
+    if not body.model_fields_set:
+        fields = ", ".join(type(body).model_fields)
+        raise ValidationFailed(f"body: give at least one of {fields}")
+    vectors = await embed(request, [body.content] if body.content is not None else [])
+    return vectors[0] if vectors is not None else None
+
+
 def accepted(message: str) -> JSONResponse:
     return JSONResponse({"message": message}, status_code=202)
 
@@ -160,11 +170,7 @@ async def patch_observation(
     run: StoreWrite,
 ) -> JSONResponse:
     """Change the given fields; the previous full state becomes a revision."""
-    if not body.model_fields_set:
-        raise ValidationFailed(
-            "body: give at least one of content, source, occurredAt, conversationIds"
-        )
-    vectors = await embed(request, [body.content] if body.content is not None else [])
+    vector = await content_vector(request, body)
     await run(
         lambda s, store: service.patch_observation(
             s,
@@ -172,7 +178,7 @@ async def patch_observation(
             profile_id=profileId,
             observation_id=observationId,
             data=body,
-            vector=vectors[0] if vectors is not None else None,
+            vector=vector,
         )
     )
     return accepted("Observation update accepted")
@@ -253,11 +259,7 @@ async def fetch_summary(profileId: str, summaryId: str, run: StoreRead) -> JSONR
 async def patch_summary(
     profileId: str, summaryId: str, body: SummaryPatch, request: Request, run: StoreWrite
 ) -> JSONResponse:
-    if not body.model_fields_set:
-        raise ValidationFailed(
-            "body: give at least one of content, source, occurredAt, conversationId"
-        )
-    vectors = await embed(request, [body.content] if body.content is not None else [])
+    vector = await content_vector(request, body)
     await run(
         lambda s, store: service.patch_summary(
             s,
@@ -265,7 +267,7 @@ async def patch_summary(
             profile_id=profileId,
             summary_id=summaryId,
             data=body,
-            vector=vectors[0] if vectors is not None else None,
+            vector=vector,
         )
     )
     return accepted("Conversation summary update accepted")

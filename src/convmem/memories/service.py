@@ -53,6 +53,13 @@ class SummaryNotFound(NotFound):
     default_message = "Conversation summary not found"
 
 
+# Per kind: the id's pattern, its field, its prefix, and the 404 when unknown.
+_KINDS: dict[Any, tuple[Any, str, str, type[NotFound]]] = {
+    Observation: (OBSERVATION_ID, "observationId", ids.OBSERVATION, ObservationNotFound),
+    ConversationSummary: (SUMMARY_ID, "summaryId", ids.SUMMARY, SummaryNotFound),
+}
+
+
 def _writable_profile(session: Session, store: StoreRef, profile_id: str) -> None:
     """Lock the profile's row (and its aliases) for the write, or say where it went."""
     profile_service.check_id(profile_id)
@@ -120,24 +127,39 @@ def create_observations(
     return [row.id for row in rows]
 
 
+def _get(
+    session: Session,
+    model: Any,
+    *,
+    store: StoreRef,
+    profile_id: str,
+    memory_id: str,
+    write: bool,
+) -> Any:
+    """The profile's memory of `model` (checked id, 404 when unknown)."""
+    (_writable_profile if write else _readable_profile)(session, store, profile_id)
+    pattern, field, prefix, missing = _KINDS[model]
+    ids.require(pattern, memory_id, field=field, prefix=prefix, error=ValidationFailed)
+    row = repository.get(
+        session, model, store_id=store.id, profile_id=profile_id, memory_id=memory_id
+    )
+    if row is None:
+        raise missing(f"{missing.default_message} ({memory_id})")
+    return row
+
+
 def get_observation(
     session: Session, *, store: StoreRef, profile_id: str, observation_id: str, write: bool = False
 ) -> Observation:
-    (_writable_profile if write else _readable_profile)(session, store, profile_id)
-    ids.require(
-        OBSERVATION_ID,
-        observation_id,
-        field="observationId",
-        prefix=ids.OBSERVATION,
-        error=ValidationFailed,
+    row: Observation = _get(
+        session,
+        Observation,
+        store=store,
+        profile_id=profile_id,
+        memory_id=observation_id,
+        write=write,
     )
-    row = repository.get(
-        session, Observation, store_id=store.id, profile_id=profile_id, memory_id=observation_id
-    )
-    if row is None:
-        raise ObservationNotFound(f"Observation {observation_id} not found")
-    observation: Observation = row
-    return observation
+    return row
 
 
 @dataclass(frozen=True)
@@ -282,17 +304,15 @@ def create_summaries(
 def get_summary(
     session: Session, *, store: StoreRef, profile_id: str, summary_id: str, write: bool = False
 ) -> ConversationSummary:
-    (_writable_profile if write else _readable_profile)(session, store, profile_id)
-    ids.require(
-        SUMMARY_ID, summary_id, field="summaryId", prefix=ids.SUMMARY, error=ValidationFailed
+    row: ConversationSummary = _get(
+        session,
+        ConversationSummary,
+        store=store,
+        profile_id=profile_id,
+        memory_id=summary_id,
+        write=write,
     )
-    row = repository.get(
-        session, ConversationSummary, store_id=store.id, profile_id=profile_id, memory_id=summary_id
-    )
-    if row is None:
-        raise SummaryNotFound(f"Conversation summary {summary_id} not found")
-    summary: ConversationSummary = row
-    return summary
+    return row
 
 
 def list_summaries(
