@@ -482,12 +482,19 @@ def test_memories_through_the_sdk(client: Client) -> None:
     )
     (summary,) = list(v1.conversation_summaries(store_id, profile_id).stream())
     assert summary.content == "Discussed delivery of order 88-ZZ."
+    one_summary = v1.conversation_summaries(store_id, profile_id, summary.id)
+    one_summary.patch(ConversationSummaryList.SummaryCorePatch({"source": "summary_followup"}))
+    assert one_summary.fetch().source == "summary_followup"
     recalled = v1.recall(store_id, profile_id).create(
         RecallList.MemoryRetrievalRequest({"query": "88-ZZ delivery", "observationsLimit": 5})
     )
     assert recalled.observations[0]["content"] == "Wants the order 88-ZZ delivered on Friday."  # type: ignore[index]
     assert recalled.summaries[0]["id"] == summary.id  # type: ignore[index]
     assert recalled.communications == []
+    assert one_summary.delete()
+    with pytest.raises(TwilioRestException) as gone:
+        one_summary.fetch()
+    assert gone.value.status == 404
     assert one.delete()
     with pytest.raises(TwilioRestException) as error:
         one.fetch()
