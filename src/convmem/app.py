@@ -44,7 +44,7 @@ from convmem.stores.endpoints import router as stores_router
 from convmem.traits.endpoints import router as traits_router
 
 log = logging.getLogger("convmem")
-GC_YOUNG_THRESHOLD = 10_000
+GC_YOUNG_THRESHOLD = 50_000
 
 # Twilio's generic codes for HTTP errors raised outside our own error classes.
 _HTTP_CODES = {
