@@ -509,3 +509,19 @@ def test_hostile_input_on_the_extension_routes(api: Api, settings: Settings) -> 
         headers={"Content-Type": "application/json"},
     )
     assert location.status_code == 400
+
+
+def test_concurrent_starts_queue_one_run(api: Api, settings: Settings) -> None:
+    from tests.factories import race
+
+    store_id = make_store(api)
+    dataset = make_dataset(
+        api, {"type": "CSV", "location": write_csv(settings, [{"email": "r@example.com"}])}
+    )
+    mapping_id = make_mapping(
+        api, store_id, dataset_mapping(dataset, [("email", "Contact", "email")])
+    )
+    url = mappings_url(store_id, mapping_id, "Syncs")
+    statuses = sorted(r.status_code for r in race(6, lambda _: api.post(url)))
+    assert statuses == [202] + [409] * 5
+    assert len(api.get(url).json()["syncs"]) == 1

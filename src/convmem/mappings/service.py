@@ -291,6 +291,7 @@ def schedule(session: Session, row: DataMapping, *, now: dt.datetime) -> None:
     interval = (row.sync or {}).get("intervalMinutes")
     if not interval or not row.is_enabled or row.source_type == INGRESS:
         return
+    stores.lock_store(session, row.store_id)  # one run at a time, also against a manual start
     if repository.active_sync(session, store_id=row.store_id, mapping_id=row.id) is not None:
         return
     mode = "INCREMENTAL" if (row.sync or {}).get("cursorField") else "FULL"

@@ -19,6 +19,7 @@ from convmem.mappings.models import INGRESS, DataMapping, MappingSync
 from convmem.mappings.service import get as get_mapping
 from convmem.operations import status as op_status
 from convmem.profiles import store_schema
+from convmem.stores import repository as stores
 from convmem.stores.models import Store, StoreRef
 
 UNKNOWN_COLUMN = "UNKNOWN_COLUMN"
@@ -37,6 +38,8 @@ def start(
 ) -> tuple[MappingSync, bool]:
     """Queue a run now: (the sync, whether it was queued already). A mapping
     runs one sync at a time; a scheduled run not yet started is made due now."""
+    # Concurrent starts (and a finishing run queueing the next) take turns.
+    stores.lock_store(session, store.id)
     mapping = get_mapping(session, store_id=store.id, mapping_id=mapping_id)
     if mapping.source_type == INGRESS:
         raise Conflict(
