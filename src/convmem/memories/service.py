@@ -89,6 +89,23 @@ def _blob(vector: np.ndarray | None) -> bytes | None:
     return None if vector is None else to_blob(vector)
 
 
+def _changed(row: Any, **given: Any) -> dict[str, Any]:
+    """The columns a PATCH gives a new value (None: not given)."""
+    return {
+        column: value
+        for column, value in given.items()
+        if value is not None and value != getattr(row, column)
+    }
+
+
+def _apply(session: Session, row: Any, changes: dict[str, Any]) -> None:
+    for column, value in changes.items():
+        setattr(row, column, value)
+    # Strictly later than before, even within one clock tick.
+    row.updated_at = max(utcnow(), row.updated_at + dt.timedelta(microseconds=1))
+    session.flush()
+
+
 # -- observations ---------------------------------------------------------------------
 
 
@@ -206,19 +223,18 @@ def patch_observation(
     row = get_observation(
         session, store=store, profile_id=profile_id, observation_id=observation_id, write=True
     )
-    changes: dict[str, Any] = {}
-    if data.content is not None and data.content != row.content:
-        changes["content"] = data.content
+    conversations = (
+        list(dict.fromkeys(data.conversationIds)) if data.conversationIds is not None else None
+    )
+    changes = _changed(
+        row,
+        content=data.content,
+        source=data.source,
+        occurred_at=data.occurredAt,
+        conversation_ids=conversations,
+    )
+    if "content" in changes:
         changes["embedding"] = _blob(vector)
-    if data.source is not None and data.source != row.source:
-        changes["source"] = data.source
-    if data.occurredAt is not None and data.occurredAt != row.occurred_at:
-        changes["occurred_at"] = data.occurredAt
-    conversations = None
-    if data.conversationIds is not None:
-        conversations = list(dict.fromkeys(data.conversationIds))
-        if conversations != list(row.conversation_ids):
-            changes["conversation_ids"] = conversations
     if not changes:
         return  # nothing differs: no revision, updatedAt stays
     session.add(
@@ -235,10 +251,7 @@ def patch_observation(
             updated_at=row.updated_at,
         )
     )
-    for name, value in changes.items():
-        setattr(row, name, value)
-    row.updated_at = max(utcnow(), row.updated_at + dt.timedelta(microseconds=1))
-    session.flush()
+    _apply(session, row, changes)
     if "conversation_ids" in changes:
         repository.set_conversations(session, row, changes["conversation_ids"])
 
@@ -344,18 +357,17 @@ def patch_summary(
     row = get_summary(
         session, store=store, profile_id=profile_id, summary_id=summary_id, write=True
     )
-    changed = False
-    if data.content is not None and data.content != row.content:
-        row.content, row.embedding, changed = data.content, _blob(vector), True
-    if data.source is not None and data.source != row.source:
-        row.source, changed = data.source, True
-    if data.occurredAt is not None and data.occurredAt != row.occurred_at:
-        row.occurred_at, changed = data.occurredAt, True
-    if data.conversationId is not None and data.conversationId != row.conversation_id:
-        row.conversation_id, changed = data.conversationId, True
-    if changed:
-        row.updated_at = max(utcnow(), row.updated_at + dt.timedelta(microseconds=1))
-        session.flush()
+    changes = _changed(
+        row,
+        content=data.content,
+        source=data.source,
+        occurred_at=data.occurredAt,
+        conversation_id=data.conversationId,
+    )
+    if "content" in changes:
+        changes["embedding"] = _blob(vector)
+    if changes:
+        _apply(session, row, changes)
 
 
 def delete_summary(session: Session, *, store: StoreRef, profile_id: str, summary_id: str) -> None:
