@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 import logging
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any, NoReturn
 
 from sqlalchemy.orm import Session
@@ -36,6 +37,19 @@ log = logging.getLogger("convmem.mappings")
 # A sync keeps going past bad rows (they are counted and reported), but its
 # report keeps at most this many error lines.
 MAX_ERROR_LINES = 10_000
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """What a run reads: the dataset's source and the fields it registered,
+    the mapping's items, and how rows are ordered."""
+
+    source: dict[str, Any]
+    registered: dict[str, str]  # field -> type, as registered
+    items: list[rules.Item]
+    key: str | None
+    cursor: str | None
+    text: bool  # CSV cells: text, coerced as an import coerces them
 
 
 class _StoreGone(Exception):
@@ -82,13 +96,12 @@ class SyncJob:
                 )
         if isinstance(plan, str):
             self.fail(plan)
-        source_spec, registered, items, key, cursor, text = plan
         try:
-            source = open_source(source_spec, self.settings)
+            source = open_source(plan.source, self.settings)
             live = {f.name: f.data_type for f in source.describe().fields}
         except SourceError as exc:
             self.fail(f"the dataset cannot be read: {exc}")
-        drift = rules.schema_drift(items, registered, live)
+        drift = rules.schema_drift(plan.items, plan.registered, live)
         if drift:
             self.fail(
                 "the dataset's schema changed: "
@@ -96,11 +109,15 @@ class SyncJob:
                 + ". Refresh the dataset (POST /v1/ControlPlane/Datasets/{id}/Refresh) and "
                 "check the mapping"
             )
-        columns = list(dict.fromkeys(item.field for item in items))
-        fields = column_map(columns, [(i.field, i.group, i.trait) for i in items], text=text)
-        order = Order(cursor, key) if mode == "INCREMENTAL" and cursor and key else None
+        columns = list(dict.fromkeys(item.field for item in plan.items))
+        fields = column_map(
+            columns, [(i.field, i.group, i.trait) for i in plan.items], text=plan.text
+        )
+        order = None
+        if mode == "INCREMENTAL" and plan.cursor and plan.key:
+            order = Order(plan.cursor, plan.key)
         try:
-            self._write(source, columns, fields, after=after, order=order, key=key)
+            self._write(source, columns, fields, after=after, order=order, key=plan.key)
         except _StoreGone:
             self.fail("the store was deleted")
         except _Stopped as exc:
@@ -108,11 +125,7 @@ class SyncJob:
         except SourceError as exc:
             self.fail(f"the dataset cannot be read: {exc} ({self.counts.rows:,} rows written)")
 
-    def _plan(
-        self, session: Session, mapping: DataMapping | None, trigger: str
-    ) -> (
-        str | tuple[dict[str, Any], dict[str, str], list[rules.Item], str | None, str | None, bool]
-    ):
+    def _plan(self, session: Session, mapping: DataMapping | None, trigger: str) -> _Plan | str:
         """What the run reads, or why it cannot run."""
         if mapping is None:
             return "the data mapping was deleted"
@@ -128,14 +141,13 @@ class SyncJob:
         )
         if dataset is None:
             return f"dataset {mapping.dataset_id} no longer exists"
-        key = sync.get("keyField") or dataset.primary_key
-        return (
-            dict(dataset.source),
-            service.dataset_fields(dataset),
-            service.items_of(mapping.mappings),
-            key,
-            sync.get("cursorField"),
-            dataset.source.get("type") == "CSV",
+        return _Plan(
+            source=dict(dataset.source),
+            registered=service.dataset_fields(dataset),
+            items=service.items_of(mapping.mappings),
+            key=sync.get("keyField") or dataset.primary_key,
+            cursor=sync.get("cursorField"),
+            text=dataset.source.get("type") == "CSV",
         )
 
     def _fail_in(self, session: Session, message: str, mapping: DataMapping | None) -> None:
