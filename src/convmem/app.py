@@ -185,7 +185,7 @@ def create_app(
         # collections that hundreds of in-flight requests trigger stay cheap.
         gc.collect()
         gc.freeze()
-        # Collect the young generation every 10,000 allocations, not 700:
+        # Collect the young generation every 50,000 allocations, not 700:
         # with hundreds of requests in flight, each collection walks their
         # live frames, futures and buffers, and at the default pace that cost
         # took a fifth of PostgreSQL /healthz throughput at 512 connections

@@ -35,11 +35,14 @@ MAX_WARNING_LINES = 10_000
 
 @dataclass
 class ReportState:
-    """How many lines (and warning lines) the report has so far; kept in the
-    run's checkpoint so a resumed run numbers its lines on."""
+    """How many lines (warning and error lines) the report has so far; kept
+    in the run's checkpoint so a resumed run numbers its lines on. Errors are
+    capped only where `max_errors` is set (a sync; an import fails first)."""
 
     lines: int = 0
     warning_lines: int = 0
+    error_lines: int = 0
+    max_errors: int | None = None
 
     def lines_for(self, problems: Iterable[Problem], **keys: Any) -> list[dict[str, Any]]:
         """Rows for the report table (with `keys` in each), advancing the state."""
@@ -49,6 +52,10 @@ class ReportState:
                 if self.warning_lines >= MAX_WARNING_LINES:
                     continue
                 self.warning_lines += 1
+            else:
+                if self.max_errors is not None and self.error_lines >= self.max_errors:
+                    continue
+                self.error_lines += 1
             self.lines += 1
             rows.append(
                 {

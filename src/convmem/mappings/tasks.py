@@ -9,10 +9,10 @@ moves the watermark when it completes."""
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
 from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import Any, NoReturn
 
 from sqlalchemy.orm import Session
@@ -39,7 +39,7 @@ log = logging.getLogger("convmem.mappings")
 MAX_ERROR_LINES = 10_000
 
 
-@dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True)
 class _Plan:
     """What a run reads: the dataset's source and the fields it registered,
     the mapping's items, and how rows are ordered."""
@@ -70,8 +70,12 @@ class SyncJob:
         self.sync_id: str = ctx.payload["syncId"]
         checkpoint = ctx.checkpoint
         self.counts = Counts(**checkpoint.get("counts", {}))
-        self.report = ReportState(checkpoint.get("lines", 0), checkpoint.get("warningLines", 0))
-        self.errors = int(checkpoint.get("errorLines", 0))
+        self.report = ReportState(
+            checkpoint.get("lines", 0),
+            checkpoint.get("warningLines", 0),
+            checkpoint.get("errorLines", 0),
+            max_errors=MAX_ERROR_LINES,
+        )
         self.schemas: dict[str, Any] = {}
 
     # -- the whole run ----------------------------------------------------------
@@ -194,7 +198,7 @@ class SyncJob:
                 item = next(batches, None)
             rows, token = item if item is not None else ([], None)
             # The run's own state moves on only once the step has committed.
-            self.counts, self.report, self.errors = retrying_step(
+            self.counts, self.report = retrying_step(
                 self.ctx,
                 functools.partial(
                     self._commit,
@@ -225,17 +229,16 @@ class SyncJob:
         *,
         last: bool,
         incremental: bool,
-    ) -> tuple[Counts, ReportState, int]:
-        """One batch with the run's checkpoint; returns the run's counts,
-        report state and error lines as they are once it commits."""
+    ) -> tuple[Counts, ReportState]:
+        """One batch with the run's checkpoint; returns the run's counts and
+        report state as they are once it commits."""
         mapping = repo.get(session, store_id=self.store_id, mapping_id=self.mapping_id)
         if mapping is None:
             raise _Stopped("the data mapping was deleted")
         if not mapping.is_enabled:
             raise _Stopped("the data mapping was disabled")
         counts = Counts(**self.counts.as_json())
-        report = ReportState(self.report.lines, self.report.warning_lines)
-        errors = self.errors
+        report = dataclasses.replace(self.report)
         if rows:
             refresh_statistics_if_due(
                 session,
@@ -249,15 +252,9 @@ class SyncJob:
                     session, self.store_id, self._schema(session), fields, numbered
                 )
             counts.add(result.counts)
-            problems = []
-            for p in result.problems:
-                if not p.warning:
-                    if errors >= MAX_ERROR_LINES:
-                        continue
-                    errors += 1
-                problems.append(p)
             repo.add_lines(
-                session, report.lines_for(problems, store_id=self.store_id, sync_id=self.sync_id)
+                session,
+                report.lines_for(result.problems, store_id=self.store_id, sync_id=self.sync_id),
             )
             self.ctx.checkpoint["after"] = token
         values: dict[str, Any] = {"counts": counts_json(counts)}
@@ -270,7 +267,7 @@ class SyncJob:
             counts=counts.as_json(),
             lines=report.lines,
             warningLines=report.warning_lines,
-            errorLines=errors,
+            errorLines=report.error_lines,
         )
         if last:
             if incremental and self.ctx.checkpoint.get("after") is not None:
@@ -282,7 +279,7 @@ class SyncJob:
                 )
             service.schedule(session, mapping, now=utcnow())
             self.ctx.finish(resource_id=self.sync_id)
-        return counts, report, errors
+        return counts, report
 
 
 def jobs(settings: Settings) -> JobHandlers:
