@@ -208,6 +208,9 @@ def create_app(
         docs_url=None,
         redoc_url=None,
         default_response_class=JSONResponse,
+        # convmem exports its own Prometheus metrics and logs; FastAPI's native
+        # OpenTelemetry hooks would only add per-request work.
+        telemetry={"tracing": False, "metrics": False, "logs": False, "operation_spans": False},
     )
     install_docs(app)
     app.state.ctx = ctx

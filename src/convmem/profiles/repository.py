@@ -28,7 +28,15 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import CursorResult, Row
 from sqlalchemy.orm import Session
 
-from convmem.kit.db import Base, UTCDateTime, affected, core, is_postgres
+from convmem.kit.db import (
+    Base,
+    Prepared,
+    UTCDateTime,
+    affected,
+    core,
+    driver_executemany,
+    is_postgres,
+)
 from convmem.profiles.models import Profile, ProfileIdentifier, ProfileMerge, ProfileTrait
 from convmem.traits.models import TraitDefinition
 
@@ -55,17 +63,21 @@ def lock_keys(session: Session, store_id: str, keys: Iterable[Key]) -> None:
     )
     if hashes:
         # One round trip; unnest keeps the array's (sorted) order.
-        core(session).execute(_ADVISORY_LOCKS, {"keys": hashes})
+        _ADVISORY_LOCKS.all(session, keys=hashes)
 
 
-_ADVISORY_LOCKS = text(
-    "SELECT pg_advisory_xact_lock(k) "
-    "FROM unnest(CAST(:keys AS bigint[])) WITH ORDINALITY AS t(k, n) ORDER BY n"
+_ADVISORY_LOCKS = Prepared(
+    text(
+        "SELECT pg_advisory_xact_lock(k) "
+        "FROM unnest(CAST(:keys AS bigint[])) WITH ORDINALITY AS t(k, n) ORDER BY n"
+    )
 )
 
 
-_GET = select(Profile.id, Profile.merged_into, Profile.created_at).where(
-    Profile.store_id == bindparam("store_id"), Profile.id == bindparam("profile_id")
+_GET = Prepared(
+    select(Profile.id, Profile.merged_into, Profile.created_at).where(
+        Profile.store_id == bindparam("store_id"), Profile.id == bindparam("profile_id")
+    )
 )
 
 
@@ -81,33 +93,37 @@ def lock_profiles(session: Session, store_id: str, ids: Sequence[str]) -> dict[s
     unique = sorted(set(ids))
     if not is_postgres(session):
         if len(unique) == 1:
-            params = {"store_id": store_id, "profile_id": unique[0]}
-            return {row.id: row.merged_into for row in core(session).execute(_GET, params)}
+            rows = _GET.all(session, store_id=store_id, profile_id=unique[0])
+            return {row.id: row.merged_into for row in rows}
         query = select(Profile.id, Profile.merged_into).where(
             Profile.store_id == store_id, Profile.id.in_(unique)
         )
         return {pid: merged for pid, merged in core(session).execute(query)}
-    rows = core(session).execute(_LOCK_WITH_ALIASES, {"store_id": store_id, "ids": unique})
+    rows = _LOCK_WITH_ALIASES.all(session, store_id=store_id, ids=unique)
     wanted = set(unique)
     return {pid: merged for pid, merged in rows if pid in wanted}
 
 
-_LOCK_WITH_ALIASES = text(
-    "SELECT id, merged_into FROM profiles "
-    "WHERE store_id = :store_id AND (id = ANY(:ids) OR merged_into = ANY(:ids)) "
-    "ORDER BY id FOR UPDATE"
+_LOCK_WITH_ALIASES = Prepared(
+    text(
+        "SELECT id, merged_into FROM profiles "
+        "WHERE store_id = :store_id AND (id = ANY(:ids) OR merged_into = ANY(:ids)) "
+        "ORDER BY id FOR UPDATE"
+    )
 )
 
 
 def get(session: Session, store_id: str, profile_id: str) -> Any:
     """(id, merged_into, created_at) of a profile (hot path: no ORM object)."""
-    return core(session).execute(_GET, {"store_id": store_id, "profile_id": profile_id}).first()
+    return _GET.first(session, store_id=store_id, profile_id=profile_id)
 
 
-_HOLDERS_ONE = select(ProfileIdentifier.profile_id).where(
-    ProfileIdentifier.store_id == bindparam("store_id"),
-    ProfileIdentifier.id_type == bindparam("id_type"),
-    ProfileIdentifier.value == bindparam("value"),
+_HOLDERS_ONE = Prepared(
+    select(ProfileIdentifier.profile_id).where(
+        ProfileIdentifier.store_id == bindparam("store_id"),
+        ProfileIdentifier.id_type == bindparam("id_type"),
+        ProfileIdentifier.value == bindparam("value"),
+    )
 )
 
 
@@ -116,8 +132,9 @@ def holders_exact(session: Session, store_id: str, keys: Iterable[Key]) -> dict[
     found: dict[Key, set[str]] = {}
     if len(keys) == 1:  # the common case (lookups, single creates): a prebuilt statement
         (id_type, value) = keys[0]
-        params = {"store_id": store_id, "id_type": id_type, "value": value}
-        holders = set(core(session).execute(_HOLDERS_ONE, params).scalars())
+        holders = set(
+            _HOLDERS_ONE.scalars(session, store_id=store_id, id_type=id_type, value=value)
+        )
         return {keys[0]: holders} if holders else {}
     # One query per idType with `value IN (...)`: an index search on
     # (store_id, id_type, value) for each value. (A row-value IN over
@@ -160,7 +177,7 @@ def fuzzy_candidates(
     return [(value, pid) for value, pid in rows]
 
 
-_TOUCH_ONE = (
+_TOUCH_ONE = Prepared(
     update(Profile.__table__)  # type: ignore[arg-type]
     .where(Profile.store_id == bindparam("sid"), Profile.id == bindparam("pid"))
     .values(updated_at=bindparam("now"))
@@ -168,9 +185,7 @@ _TOUCH_ONE = (
 
 
 def touch(session: Session, store_id: str, ids: Iterable[str], now: Any) -> None:
-    rows = [{"sid": store_id, "pid": pid, "now": now} for pid in ids]
-    if rows:
-        core(session).execute(_TOUCH_ONE, rows)
+    _TOUCH_ONE.execute_many(session, [{"sid": store_id, "pid": pid, "now": now} for pid in ids])
 
 
 # What every statement writing trait values or identifiers conflicts on, and
@@ -223,7 +238,7 @@ _TRAIT_COLUMNS = (
 )
 
 
-_TRAITS_OF_ONE = (
+_TRAITS_OF_ONE = Prepared(
     select(*_TRAIT_COLUMNS)
     .where(
         ProfileTrait.store_id == bindparam("store_id"),
@@ -238,8 +253,7 @@ def traits_of(
 ) -> list[Row[Any]]:
     profile_ids = list(profile_ids)
     if len(profile_ids) == 1 and groups is None:
-        params = {"store_id": store_id, "profile_id": profile_ids[0]}
-        return list(core(session).execute(_TRAITS_OF_ONE, params))
+        return _TRAITS_OF_ONE.all(session, store_id=store_id, profile_id=profile_ids[0])
     query = select(*_TRAIT_COLUMNS).where(
         ProfileTrait.store_id == store_id, ProfileTrait.profile_id.in_(profile_ids)
     )
@@ -545,7 +559,7 @@ SELECT count(*) FROM i
     )
 
 
-_INSERT_ROWS_PG = _insert_rows_pg()
+_INSERT_ROWS_PG = Prepared(_insert_rows_pg())
 
 
 def _json_rows(rows: list[dict[str, Any]]) -> str:
@@ -566,12 +580,11 @@ def insert_rows(
             "traits": _json_rows(traits),
             "identifiers": _json_rows(identifiers),
         }
-        return int(core(session).execute(_INSERT_ROWS_PG, params).scalar_one())
-    connection = core(session)
-    _sqlite_insert(connection, Profile.__table__, profiles, "")
-    _sqlite_insert(connection, ProfileTrait.__table__, traits, _TRAIT_CONFLICT_SQL)
+        return int(_INSERT_ROWS_PG.all(session, **params)[0][0])
+    _sqlite_insert(session, Profile.__table__, profiles, "")
+    _sqlite_insert(session, ProfileTrait.__table__, traits, _TRAIT_CONFLICT_SQL)
     return _sqlite_insert(
-        connection, ProfileIdentifier.__table__, identifiers, _IDENTIFIER_CONFLICT_SQL
+        session, ProfileIdentifier.__table__, identifiers, _IDENTIFIER_CONFLICT_SQL
     )
 
 
@@ -604,7 +617,7 @@ def _sqlite_plan(table: Any, conflict: str) -> tuple[str, list[str], list[Any]]:
     return sql, names, [_sqlite_value(c) for c in table.columns]
 
 
-def _sqlite_insert(connection: Any, table: Any, rows: list[dict[str, Any]], conflict: str) -> int:
+def _sqlite_insert(session: Session, table: Any, rows: list[dict[str, Any]], conflict: str) -> int:
     if not rows:
         return 0
     sql, names, converters = _sqlite_plan(table, conflict)
@@ -613,5 +626,4 @@ def _sqlite_insert(connection: Any, table: Any, rows: list[dict[str, Any]], conf
         [row[name] for row in rows] if conv is None else [conv(row[name]) for row in rows]
         for name, conv in zip(names, converters, strict=True)
     ]
-    result = connection.exec_driver_sql(sql, list(zip(*columns, strict=True)))
-    return int(result.rowcount)
+    return driver_executemany(session, sql, list(zip(*columns, strict=True)))

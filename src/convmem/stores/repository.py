@@ -8,7 +8,7 @@ from sqlalchemy import Select, Table, bindparam, delete, func, select, tuple_, u
 from sqlalchemy.orm import Session
 
 from convmem.accounts.models import Account
-from convmem.kit.db import Base, affected, bump_version, core, is_postgres
+from convmem.kit.db import Base, Prepared, affected, bump_version, is_postgres
 from convmem.stores.models import Store, StoreRef
 
 
@@ -29,16 +29,17 @@ def get_live(session: Session, *, account_sid: str, store_id: str) -> Store | No
 
 # Hot-path statements are built once: building and caching a new statement
 # object per call costs more than running the query on SQLite.
-_LIVE_REF = select(Store.id, Store.account_sid, Store.status, Store.schema_version).where(
-    Store.id == bindparam("store_id"),
-    Store.account_sid == bindparam("account_sid"),
-    Store.deleted_at.is_(None),
+_LIVE_REF = Prepared(
+    select(Store.id, Store.account_sid, Store.status, Store.schema_version).where(
+        Store.id == bindparam("store_id"),
+        Store.account_sid == bindparam("account_sid"),
+        Store.deleted_at.is_(None),
+    )
 )
 
 
 def get_live_ref(session: Session, *, account_sid: str, store_id: str) -> StoreRef | None:
-    params = {"store_id": store_id, "account_sid": account_sid}
-    row = core(session).execute(_LIVE_REF, params).first()
+    row = _LIVE_REF.first(session, store_id=store_id, account_sid=account_sid)
     return StoreRef(*row) if row else None
 
 

@@ -1,0 +1,135 @@
+"""kit.db.Prepared runs hot statements on the driver's cursor: what it returns
+and raises must be what Connection.execute would, on both backends."""
+
+from __future__ import annotations
+
+import datetime as dt
+import secrets
+from typing import Any
+
+import pytest
+from sqlalchemy import bindparam, event, select, text, update
+from sqlalchemy.exc import DBAPIError
+
+from convmem.kit.db import Database, Prepared, driver_executemany, is_unique_violation
+from convmem.profiles.models import Profile, ProfileTrait
+
+TRAITS = Prepared(
+    select(
+        ProfileTrait.trait_key, ProfileTrait.value, ProfileTrait.updated_at, ProfileTrait.def_key
+    )
+    .where(
+        ProfileTrait.store_id == bindparam("store_id"),
+        ProfileTrait.profile_id == bindparam("profile_id"),
+    )
+    .order_by(ProfileTrait.trait_key)
+)
+TOUCH = Prepared(
+    update(Profile.__table__)  # type: ignore[arg-type]
+    .where(Profile.store_id == bindparam("sid"), Profile.id == bindparam("pid"))
+    .values(updated_at=bindparam("now"))
+)
+VALUES: dict[str, Any] = {
+    "a.text": "héllo \u2603",
+    "b.number": 12.5,
+    "c.int": 2**62,
+    "d.list": [1, "two", None, {"x": [True]}],
+    "e.empty": "",
+    "f.null_list": [None],
+}
+
+
+def _rows(store_id: str, profile_id: str, now: dt.datetime) -> list[dict[str, Any]]:
+    return [
+        {
+            "store_id": store_id,
+            "profile_id": profile_id,
+            "trait_key": key,
+            "group_name": key.split(".")[0],
+            "name": key.split(".")[1],
+            "value": value,
+            "updated_at": now,
+            "def_key": None if key == "e.empty" else f"def-{key}",
+        }
+        for key, value in VALUES.items()
+    ]
+
+
+def test_rows_match_connection_execute(db: Database) -> None:
+    store_id, profile_id = "mem_store_" + secrets.token_hex(8), "mem_profile_x"
+    now = dt.datetime(2026, 12, 1, 17, 30, 5, 123456, tzinfo=dt.UTC)
+    with db.transaction() as session:
+        session.execute(ProfileTrait.__table__.insert(), _rows(store_id, profile_id, now))
+        fast = TRAITS.all(session, store_id=store_id, profile_id=profile_id)
+        slow = list(
+            session.connection().execute(
+                TRAITS.statement, {"store_id": store_id, "profile_id": profile_id}
+            )
+        )
+        assert [tuple(r) for r in fast] == [tuple(r) for r in slow]
+        assert {r.trait_key: r.value for r in fast} == VALUES
+        assert all(r.updated_at == now and r.updated_at.tzinfo is not None for r in fast)
+        assert TRAITS.first(session, store_id=store_id, profile_id="nobody") is None
+        assert TRAITS.scalars(session, store_id=store_id, profile_id=profile_id) == sorted(VALUES)
+        session.rollback()
+
+
+def test_execute_many_updates_and_counts(db: Database) -> None:
+    store_id = "mem_store_" + secrets.token_hex(8)
+    then = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+    later = dt.datetime(2026, 6, 1, 12, tzinfo=dt.UTC)
+    with db.transaction() as session:
+        session.execute(
+            Profile.__table__.insert(),
+            [
+                {"store_id": store_id, "id": f"p{n}", "created_at": then, "updated_at": then}
+                for n in range(3)
+            ],
+        )
+        params = [{"sid": store_id, "pid": pid, "now": later} for pid in ("p0", "p2", "absent")]
+        assert TOUCH.execute_many(session, params) == 2
+        assert TOUCH.execute_many(session, []) == 0
+        stamps = dict(
+            session.execute(
+                select(Profile.id, Profile.updated_at).where(Profile.store_id == store_id)
+            ).all()
+        )
+        assert stamps == {"p0": later, "p1": then, "p2": later}
+        session.rollback()
+
+
+def test_driver_errors_arrive_as_sqlalchemy_errors(db: Database) -> None:
+    """The error handlers decide 409 vs 500 from a DBAPIError's driver error."""
+    store_id = "mem_store_" + secrets.token_hex(8)
+    with db.transaction() as session:
+        sql = "INSERT INTO profiles (store_id, id, created_at, updated_at) VALUES (?, ?, ?, ?)"
+        if not db.is_sqlite:
+            sql = sql.replace("?", "%s")
+        row = (store_id, "dup", "2026-01-01 00:00:00", "2026-01-01 00:00:00")
+        with pytest.raises(DBAPIError) as raised:
+            driver_executemany(session, sql, [row, row])
+        assert is_unique_violation(raised.value)
+        session.rollback()
+    broken = Prepared(text("SELECT no_such_column FROM profiles WHERE id = :id"))
+    with db.transaction() as session, pytest.raises(DBAPIError) as raised:
+        broken.all(session, id="x")
+    assert not is_unique_violation(raised.value)
+
+
+def test_statement_listeners_see_prepared_statements(db: Database) -> None:
+    """What the query-plan tests rely on to check every hot statement."""
+    seen: list[str] = []
+
+    def listen(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        seen.append(statement)
+
+    engines = [db.engine] + ([db.async_engine.sync_engine] if db.async_engine else [])
+    for engine in engines:
+        event.listen(engine, "before_cursor_execute", listen)
+    try:
+        with db.transaction() as session:
+            TRAITS.all(session, store_id="s", profile_id="p")
+    finally:
+        for engine in engines:
+            event.remove(engine, "before_cursor_execute", listen)
+    assert any("FROM profile_traits" in statement for statement in seen)
