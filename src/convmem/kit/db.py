@@ -191,14 +191,16 @@ def _configure_sqlite(engine: Engine) -> None:
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Any) -> None:
+        # Straight on the driver: through exec_driver_sql, BEGIN cost a
+        # request more Python than its queries.
         options = conn.get_execution_options()
+        raw = conn.connection.dbapi_connection
         if not options.get(IMMEDIATE, False):
-            conn.exec_driver_sql("BEGIN")
+            raw.execute("BEGIN")
             return
         if not options.get(NOWAIT, False):
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
+            raw.execute("BEGIN IMMEDIATE")
             return
-        raw = conn.connection.dbapi_connection
         raw.execute("PRAGMA busy_timeout=0")
         try:
             raw.execute("BEGIN IMMEDIATE")

@@ -49,8 +49,16 @@ class ProfileIdentifier(Base):
         # Covering (profile_id included) so SQLite prefers it to the primary key.
         Index("ix_profile_identifiers_lookup", "store_id", "id_type", "value", "profile_id"),
         # At most one profile per value of an idType with enforceUnique
-        # (unique_value is NULL for the others, and NULLs never collide).
-        Index("uq_profile_identifiers_unique", "store_id", "id_type", "unique_value", unique=True),
+        # (unique_value is NULL for the others, and those rows stay out of it).
+        Index(
+            "uq_profile_identifiers_unique",
+            "store_id",
+            "id_type",
+            "unique_value",
+            unique=True,
+            postgresql_where=text("unique_value IS NOT NULL"),
+            sqlite_where=text("unique_value IS NOT NULL"),
+        ),
         Index(
             "ix_profile_identifiers_block_prefix",
             "store_id",
