@@ -42,6 +42,7 @@ types: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) bench/profiles.py
+	$(PY) bench/scale.py
 	$(PY) bench/concurrency.py
 	$(PY) bench/contention.py
 	$(PY) bench/imports.py

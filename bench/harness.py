@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import psycopg
-from tests.live import ACCOUNT_SID, AUTH_TOKEN, start_server
+from tests.live import ACCOUNT_SID, AUTH_TOKEN, start_server, start_worker
 
 PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/test"
 T = TypeVar("T")
@@ -41,21 +41,28 @@ def scratch_postgres() -> Iterator[str | None]:
 
 
 @contextlib.contextmanager
-def live_server(database_url: str | None, **env: str) -> Iterator[tuple[str, Path, int]]:
-    """A `convmem serve` for benchmarking (no access log): (base URL, data dir, pid)."""
+def live_server(
+    database_url: str | None, *, separate_worker: bool = False, **env: str
+) -> Iterator[tuple[str, Path, int]]:
+    """A `convmem serve` for benchmarking (no access log): (base URL, data dir, pid).
+
+    With `separate_worker`, the background jobs run in a `convmem worker`
+    process of their own instead of inside the server."""
     with tempfile.TemporaryDirectory() as tmp:
         data_dir = Path(tmp)
+        quiet = {"CONVMEM_ACCESS_LOG": "false", "CONVMEM_LOG_LEVEL": "WARNING", **env}
         server, base = start_server(
-            data_dir,
-            database_url=database_url,
-            CONVMEM_ACCESS_LOG="false",
-            CONVMEM_LOG_LEVEL="WARNING",
-            **env,
+            data_dir, database_url=database_url, workers=not separate_worker, **quiet
+        )
+        worker = (
+            start_worker(data_dir, database_url=database_url, **quiet) if separate_worker else None
         )
         try:
             yield base, data_dir, server.popen.pid
         finally:
             server.stop()
+            if worker is not None:
+                worker.stop()
 
 
 def each_backend(args: argparse.Namespace, run: Callable[[str, str | None], list[T]]) -> list[T]:

@@ -112,32 +112,31 @@ def baseline(path: Path, url: str | None, data_dir: Path) -> float:
     return time.perf_counter() - start
 
 
+def import_file(client: httpx.Client, store_id: str, path: Path) -> tuple[dict[str, Any], float]:
+    """Import `path` into the store through the API: (final status, seconds
+    from the end of the upload to COMPLETED)."""
+    created = client.post(
+        f"/v1/Stores/{store_id}/Profiles/Imports",
+        json={"filename": path.name, "fileSize": path.stat().st_size, "columnMappings": MAPPINGS},
+    ).json()
+    with path.open("rb") as handle:
+        sent = httpx.put(created["url"], content=handle, timeout=600)
+    assert sent.status_code == 200, sent.text
+    start = time.perf_counter()
+    status_url = f"/v1/Stores/{store_id}/Profiles/Imports/{created['importId']}"
+    while (status := client.get(status_url).json())["status"] not in ("COMPLETED", "FAILED"):
+        time.sleep(0.2)
+    assert status["status"] == "COMPLETED", status
+    return status, time.perf_counter() - start
+
+
 def run(name: str, url: str | None, path: Path) -> dict[str, Any]:
     rows = sum(1 for _ in path.open()) - 1
     with live_server(url, CONVMEM_JOB_POLL_SECONDS="0.05") as (base, _, pid):
         client = httpx.Client(base_url=base, auth=(ACCOUNT_SID, AUTH_TOKEN), timeout=600)
         op = client.post("/v1/ControlPlane/Stores", json={"displayName": f"bench-{name}"})
         store_id = client.get(op.headers["Location"]).json()["result"]["id"]
-        created = client.post(
-            f"/v1/Stores/{store_id}/Profiles/Imports",
-            json={
-                "filename": path.name,
-                "fileSize": path.stat().st_size,
-                "columnMappings": MAPPINGS,
-            },
-        ).json()
-        with path.open("rb") as handle:
-            sent = httpx.put(created["url"], content=handle, timeout=600)
-        assert sent.status_code == 200, sent.text
-        start = time.perf_counter()
-        status_url = f"/v1/Stores/{store_id}/Profiles/Imports/{created['importId']}"
-        while (status := client.get(status_url).json())["status"] not in (
-            "COMPLETED",
-            "FAILED",
-        ):
-            time.sleep(0.2)
-        seconds = time.perf_counter() - start
-        assert status["status"] == "COMPLETED", status
+        status, seconds = import_file(client, store_id, path)
         rss = peak_rss_mb(pid)
         client.close()
     with tempfile.TemporaryDirectory() as tmp:

@@ -38,7 +38,7 @@ class Scenario:
         if kind == "lookup":
             body = {"idType": "email", "value": random.choice(self.emails)}
             return "POST", f"{base}/Lookup", json.dumps(body).encode()
-        if kind == "create":
+        if kind in ("create", "floor"):
             self.counter += 1
             # One in five creates resolves to an existing profile (an update).
             if self.emails and random.random() < 0.2:
@@ -55,7 +55,9 @@ class Scenario:
                     }
                 }
             }
-            return "POST", base, json.dumps(body).encode()
+            # The floor: the same body, authenticated and parsed, nothing else.
+            path = base if kind == "create" else f"/_bench/floor/{self.store}"
+            return "POST", path, json.dumps(body).encode()
         if kind == "contend":
             # Overlapping identifiers: most records bridge an email and a phone
             # that other writers use too, so writes merge profiles all the time.

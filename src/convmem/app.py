@@ -28,9 +28,11 @@ from convmem.identity.endpoints import router as identity_router
 from convmem.imports.endpoints import router as imports_router
 from convmem.imports.endpoints import uploads as uploads_router
 from convmem.imports.storage import UPLOAD_PATH, storage_for
+from convmem.kit.auth import authenticate
 from convmem.kit.db import Database, is_retryable, is_unique_violation
 from convmem.kit.errors import ConvmemError, ProfileMoved, WriteConflict, error_body
 from convmem.kit.http import JSONResponse, base_url
+from convmem.kit.inputs import BoundedRoute
 from convmem.kit.middleware import ObservabilityMiddleware, RequestBodyMiddleware
 from convmem.mappings.endpoints import router as mappings_router
 from convmem.mappings.endpoints import rows_router as mapping_rows_router
@@ -39,6 +41,7 @@ from convmem.memories.endpoints import router as memories_router
 from convmem.operations.endpoints import router as operations_router
 from convmem.operations.worker import WorkerPool
 from convmem.profiles.endpoints import router as profiles_router
+from convmem.profiles.schemas import ProfileData
 from convmem.settings import Settings
 from convmem.stores.endpoints import router as stores_router
 from convmem.traits.endpoints import router as traits_router
@@ -260,7 +263,21 @@ def create_app(
         operations_router,
         uploads_router,
     )
+    if settings.bench_routes:  # first, so its routing costs what a profile route's does
+        app.include_router(floor_router)
     for router in routers:
         app.include_router(router)
     app.state.route_methods = _route_methods(routers)
     return app
+
+
+# What every data-plane request pays before its own work (authentication,
+# input bounds, parsing and validating the body, rendering a small answer),
+# measured by bench/profiles.py beside the real routes.
+floor_router = APIRouter(route_class=BoundedRoute, include_in_schema=False)
+
+
+@floor_router.post("/_bench/floor/{storeId}", status_code=202)
+async def floor(storeId: str, body: ProfileData, request: Request) -> JSONResponse:
+    await authenticate(request)
+    return JSONResponse({"message": "ok", "id": storeId}, status_code=202)

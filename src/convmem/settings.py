@@ -160,6 +160,11 @@ class Settings(BaseSettings):
     log_level: str = Field("INFO", description="Log level (DEBUG, INFO, WARNING, ERROR).")
     log_format: str = Field("json", description="`json` (one object per line) or `console`.")
     access_log: bool = Field(True, description="Log one line per HTTP request.")
+    bench_routes: bool = Field(
+        False,
+        description="Serve `POST /_bench/floor`, which authenticates and parses a profile "
+        "body and does nothing else: the floor of the stack, for `bench/profiles.py`.",
+    )
 
     @cached_property
     def resolved_database_url(self) -> str:
