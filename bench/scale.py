@@ -53,8 +53,10 @@ def storage(url: str | None, data_dir: Path, profiles: int) -> str:
     """What the store's data takes, per million profiles."""
     per_million = 1_000_000 / profiles / 2**20
     if url is None:
-        size = sum(p.stat().st_size for p in data_dir.glob("convmem.db*"))
-        return f"SQLite file (with -wal): {size * per_million:,.0f} MiB per million profiles"
+        main = (data_dir / "convmem.db").stat().st_size
+        wal = data_dir / "convmem.db-wal"
+        extra = f" (and a {wal.stat().st_size / 2**20:,.0f} MiB WAL)" if wal.exists() else ""
+        return f"SQLite file: {main * per_million:,.0f} MiB per million profiles{extra}"
     with psycopg.connect(url) as conn:
         sizes = {
             table: conn.execute("SELECT pg_total_relation_size(%s)", (table,)).fetchone()[0]

@@ -15,6 +15,8 @@ class Profile(Base):
         # Canonical profiles (merged_into IS NULL) in id order, for listing, and
         # the aliases of a profile (merged_into = id), for merges and deletes.
         Index("ix_profiles_store_id_merged_into_id", "store_id", "merged_into", "id"),
+        # SQLite: rows live in the primary key's B-tree (one insert, not two).
+        {"sqlite_with_rowid": False},
     )
 
     store_id: Mapped[str] = mapped_column(String(64), primary_key=True)
@@ -27,6 +29,7 @@ class Profile(Base):
 
 class ProfileTrait(Base):
     __tablename__ = "profile_traits"
+    __table_args__ = {"sqlite_with_rowid": False}
 
     store_id: Mapped[str] = mapped_column(String(64), primary_key=True)
     profile_id: Mapped[str] = mapped_column(String(64), primary_key=True)
@@ -75,6 +78,7 @@ class ProfileIdentifier(Base):
             postgresql_where=text("fuzzy"),
             sqlite_where=text("fuzzy"),
         ),
+        {"sqlite_with_rowid": False},
     )
 
     store_id: Mapped[str] = mapped_column(String(64), primary_key=True)
