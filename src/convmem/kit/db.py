@@ -114,6 +114,11 @@ class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
 
 
+def partial(condition: str) -> dict[str, Any]:
+    """Index options that keep only the rows matching `condition`, on both backends."""
+    return {"postgresql_where": text(condition), "sqlite_where": text(condition)}
+
+
 def is_postgres(session: Session) -> bool:
     """The one test of which backend a session talks to (the alternative is
     SQLite). Backend-specific SQL branches on this and nothing else."""

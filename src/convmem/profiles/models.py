@@ -3,10 +3,10 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from sqlalchemy import Index, String, text
+from sqlalchemy import Index, String
 from sqlalchemy.orm import Mapped, mapped_column
 
-from convmem.kit.db import Base, JSONType, UTCDateTime
+from convmem.kit.db import Base, JSONType, UTCDateTime, partial
 
 
 class Profile(Base):
@@ -59,24 +59,21 @@ class ProfileIdentifier(Base):
             "id_type",
             "unique_value",
             unique=True,
-            postgresql_where=text("unique_value IS NOT NULL"),
-            sqlite_where=text("unique_value IS NOT NULL"),
+            **partial("unique_value IS NOT NULL"),
         ),
         Index(
             "ix_profile_identifiers_block_prefix",
             "store_id",
             "id_type",
             "block_prefix",
-            postgresql_where=text("fuzzy"),
-            sqlite_where=text("fuzzy"),
+            **partial("fuzzy"),
         ),
         Index(
             "ix_profile_identifiers_block_suffix",
             "store_id",
             "id_type",
             "block_suffix",
-            postgresql_where=text("fuzzy"),
-            sqlite_where=text("fuzzy"),
+            **partial("fuzzy"),
         ),
         {"sqlite_with_rowid": False},
     )

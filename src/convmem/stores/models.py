@@ -3,10 +3,10 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
-from sqlalchemy import Index, String, text
+from sqlalchemy import Index, String
 from sqlalchemy.orm import Mapped, mapped_column
 
-from convmem.kit.db import Base, UTCDateTime
+from convmem.kit.db import Base, UTCDateTime, partial
 
 ACTIVE = "ACTIVE"
 
@@ -20,8 +20,7 @@ class Store(Base):
             "account_sid",
             "display_name",
             unique=True,
-            sqlite_where=text("deleted_at IS NULL"),
-            postgresql_where=text("deleted_at IS NULL"),
+            **partial("deleted_at IS NULL"),
         ),
         Index("ix_stores_account_sid_id", "account_sid", "id"),
     )
