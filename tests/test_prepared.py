@@ -133,3 +133,10 @@ def test_statement_listeners_see_prepared_statements(db: Database) -> None:
         for engine in engines:
             event.remove(engine, "before_cursor_execute", listen)
     assert any("FROM profile_traits" in statement for statement in seen)
+
+
+def test_expanding_parameters_are_refused(db: Database) -> None:
+    """An IN list is rendered per call; Prepared would run the placeholder."""
+    listed = Prepared(select(Profile.id).where(Profile.id.in_(bindparam("ids", expanding=True))))
+    with db.transaction() as session, pytest.raises(ValueError, match="expanding"):
+        listed.all(session, ids=["a"])

@@ -364,16 +364,16 @@ class Prepared:
 
     def __init__(self, statement: Any) -> None:
         self.statement = statement
-        self._plans: dict[str, _Plan] = {}
+        self._plans: dict[type, _Plan] = {}  # per dialect class (driver included)
         columns = getattr(statement, "selected_columns", None)
         self.row_type: Any = (
             collections.namedtuple("Row", [c.key for c in columns]) if columns is not None else None
         )
 
     def _plan(self, dialect: Dialect) -> _Plan:
-        plan = self._plans.get(dialect.name)
+        plan = self._plans.get(type(dialect))
         if plan is None:
-            plan = self._plans[dialect.name] = _Plan.of(self.statement, dialect)
+            plan = self._plans[type(dialect)] = _Plan.of(self.statement, dialect)
         return plan
 
     def all(self, session: Session, **params: Any) -> list[Any]:
@@ -467,6 +467,8 @@ class _Plan:
     @classmethod
     def of(cls, statement: Any, dialect: Dialect) -> _Plan:
         compiled = statement.compile(dialect=dialect)
+        if "POSTCOMPILE" in compiled.string:
+            raise ValueError("Prepared statements cannot take expanding (IN) parameters")
         names = tuple(compiled.positiontup if compiled.positional else compiled.binds)
         binders = tuple(
             compiled.binds[name].type.dialect_impl(dialect).bind_processor(dialect)
