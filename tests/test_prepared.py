@@ -1,4 +1,4 @@
-"""kit.db.Prepared runs hot statements on the driver's cursor: what it returns
+"""kit.prepared.Prepared runs hot statements on the driver's cursor: what it returns
 and raises must be what Connection.execute would, on both backends."""
 
 from __future__ import annotations
@@ -11,7 +11,8 @@ import pytest
 from sqlalchemy import bindparam, event, select, text, update
 from sqlalchemy.exc import DBAPIError
 
-from convmem.kit.db import Database, Prepared, driver_executemany, is_unique_violation
+from convmem.kit.db import Database, is_unique_violation
+from convmem.kit.prepared import Prepared, driver_executemany
 from convmem.profiles.models import Profile, ProfileTrait
 
 TRAITS = Prepared(

@@ -28,15 +28,8 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import CursorResult, Row
 from sqlalchemy.orm import Session
 
-from convmem.kit.db import (
-    Base,
-    Prepared,
-    UTCDateTime,
-    affected,
-    core,
-    driver_executemany,
-    is_postgres,
-)
+from convmem.kit.db import Base, UTCDateTime, affected, core, is_postgres
+from convmem.kit.prepared import Prepared, driver_executemany
 from convmem.profiles.models import Profile, ProfileIdentifier, ProfileMerge, ProfileTrait
 from convmem.traits.models import TraitDefinition
 

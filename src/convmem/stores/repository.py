@@ -8,7 +8,8 @@ from sqlalchemy import Select, Table, bindparam, delete, func, select, tuple_, u
 from sqlalchemy.orm import Session
 
 from convmem.accounts.models import Account
-from convmem.kit.db import Base, Prepared, affected, bump_version, is_postgres
+from convmem.kit.db import Base, affected, bump_version, is_postgres
+from convmem.kit.prepared import Prepared
 from convmem.stores.models import Store, StoreRef
 
 
