@@ -210,3 +210,20 @@ def test_data_plane_is_rate_limited(small_app: TestClient, db: Database) -> None
     ]
     assert statuses[:3] == [404, 404, 404]
     assert 429 in statuses[3:]
+
+
+def test_the_bench_floor_route_exists_only_when_asked_and_authenticates(
+    settings: Settings, db: Database, app_client: TestClient
+) -> None:
+    body = {"traits": {"Contact": {"email": "a@example.com"}}}
+    assert app_client.post("/_bench/floor/mem_store_x", json=body).status_code == 404
+    benched = settings.model_copy(update={"bench_routes": True})
+    with TestClient(create_app(benched, db=db)) as client:
+        assert_error(client.post("/_bench/floor/mem_store_x", json=body), 401, 20003)
+        auth = basic(*new_account(db))
+        answered = client.post("/_bench/floor/mem_store_x", json=body, headers=auth)
+        assert answered.status_code == 202
+        # The same body validation as a create: an unknown field is a 400.
+        bad = client.post("/_bench/floor/mem_store_x", json={"trait": {}}, headers=auth)
+        assert_error(bad, 400, 520046)
+        assert "/_bench/floor/{storeId}" not in client.get("/openapi.json").json()["paths"]
