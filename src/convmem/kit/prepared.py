@@ -41,7 +41,9 @@ class Prepared:
 
     def all(self, session: Session, **params: Any) -> list[Any]:
         """Every row: named tuples for a select, plain ones for text()."""
-        plan, cursor = self._run(session, params)
+        connection = session.connection()
+        plan = self._plan(connection.dialect)
+        cursor = _executed(connection, plan.sql, plan.bind(params), many=False)
         try:
             rows = cursor.fetchall()
         finally:
@@ -65,48 +67,38 @@ class Prepared:
         plan = self._plan(session.connection().dialect)
         return driver_executemany(session, plan.sql, [plan.bind(row) for row in rows])
 
-    def _run(self, session: Session, params: dict[str, Any]) -> tuple[_Plan, Any]:
-        connection = session.connection()
-        plan = self._plan(connection.dialect)
-        bound = plan.bind(params)
-        cursor = connection.connection.cursor()
-        _announce(connection, cursor, plan.sql, bound, many=False)
-        try:
-            cursor.execute(plan.sql, bound)
-        except connection.dialect.loaded_dbapi.Error as exc:
-            cursor.close()
-            raise _wrapped(plan.sql, bound, exc, connection.dialect) from exc
-        return plan, cursor
-
 
 def driver_executemany(session: Session, sql: str, rows: Sequence[Sequence[Any]]) -> int:
     """Run driver-level SQL once per row of values already in their stored
     form (bulk inserts); returns the rows affected."""
-    connection = session.connection()
-    cursor = connection.connection.cursor()
-    _announce(connection, cursor, sql, rows, many=True)
+    cursor = _executed(session.connection(), sql, rows, many=True)
     try:
-        cursor.executemany(sql, rows)
         return int(cursor.rowcount)
-    except connection.dialect.loaded_dbapi.Error as exc:
-        raise _wrapped(sql, rows, exc, connection.dialect) from exc
     finally:
         cursor.close()
 
 
-def _announce(connection: Connection, cursor: Any, sql: str, params: Any, *, many: bool) -> None:
-    """Tell `before_cursor_execute` listeners (the query-plan tests, tracing)
-    about a statement that bypasses Connection.execute; free without listeners."""
+def _executed(connection: Connection, sql: str, params: Any, *, many: bool) -> Any:
+    """A driver cursor that has run `sql` (once, or once per parameter set
+    with `many`); the caller closes it. `before_cursor_execute` listeners (the
+    query-plan tests, tracing) are told first, which costs nothing without
+    listeners; a driver error is raised as SQLAlchemy's DBAPIError."""
+    cursor = connection.connection.cursor()
     listeners = connection.dispatch.before_cursor_execute
     if listeners:
         for listener in listeners:
             listener(connection, cursor, sql, params, None, many)
-
-
-def _wrapped(sql: str, params: Any, exc: Exception, dialect: Dialect) -> DBAPIError:
-    error = DBAPIError.instance(sql, params, exc, dialect.loaded_dbapi.Error, dialect=dialect)
-    assert isinstance(error, DBAPIError)
-    return error
+    dialect = connection.dialect
+    try:
+        if many:
+            cursor.executemany(sql, params)
+        else:
+            cursor.execute(sql, params)
+    except dialect.loaded_dbapi.Error as exc:
+        cursor.close()
+        error = DBAPIError.instance(sql, params, exc, dialect.loaded_dbapi.Error, dialect=dialect)
+        raise error from exc
+    return cursor
 
 
 @dataclasses.dataclass(frozen=True)
