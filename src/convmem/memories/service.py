@@ -89,13 +89,17 @@ def _blob(vector: np.ndarray | None) -> bytes | None:
     return None if vector is None else to_blob(vector)
 
 
-def _changed(row: Any, **given: Any) -> dict[str, Any]:
-    """The columns a PATCH gives a new value (None: not given)."""
-    return {
+def _changed(row: Any, vector: np.ndarray | None, **given: Any) -> dict[str, Any]:
+    """The columns a PATCH gives a new value (None: not given); new content
+    brings its new embedding (`vector`)."""
+    changes = {
         column: value
         for column, value in given.items()
         if value is not None and value != getattr(row, column)
     }
+    if "content" in changes:
+        changes["embedding"] = _blob(vector)
+    return changes
 
 
 def _apply(session: Session, row: Any, changes: dict[str, Any]) -> None:
@@ -228,13 +232,12 @@ def patch_observation(
     )
     changes = _changed(
         row,
+        vector,
         content=data.content,
         source=data.source,
         occurred_at=data.occurredAt,
         conversation_ids=conversations,
     )
-    if "content" in changes:
-        changes["embedding"] = _blob(vector)
     if not changes:
         return  # nothing differs: no revision, updatedAt stays
     session.add(
@@ -359,13 +362,12 @@ def patch_summary(
     )
     changes = _changed(
         row,
+        vector,
         content=data.content,
         source=data.source,
         occurred_at=data.occurredAt,
         conversation_id=data.conversationId,
     )
-    if "content" in changes:
-        changes["embedding"] = _blob(vector)
     if changes:
         _apply(session, row, changes)
 
