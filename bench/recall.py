@@ -151,29 +151,21 @@ def seed(url: str | None, data_dir: Path, store_id: str, count: int, rng: random
     now = dt.datetime(2025, 1, 1, tzinfo=dt.UTC)
     vectors = rng_vectors(count, rng)
     per = max(1, count // PROFILES)
+
+    def row(n: int, stamp: Any) -> tuple[Any, ...]:
+        """Observation n's columns, store_id to embedding, in table order."""
+        profile = f"mem_profile_seed{n // per:022d}"
+        content = sentence(rng)
+        observation = ids.new_id(ids.OBSERVATION)
+        return (store_id, observation, profile, content, "seed", "[]", stamp, stamp, stamp,
+                vectors[n].tobytes())  # fmt: skip
+
     if url is None:
         conn = sqlite3.connect(data_dir / "convmem.db")
         top = conn.execute("SELECT coalesce(max(fts_id), 0) FROM observations").fetchone()[0]
         stamp = now.replace(tzinfo=None).isoformat(sep=" ", timespec="microseconds")
         for lo in range(0, count, 20_000):
-            rows = []
-            for n in range(lo, min(count, lo + 20_000)):
-                profile = f"mem_profile_seed{n // per:022d}"
-                rows.append(
-                    (
-                        store_id,
-                        ids.new_id(ids.OBSERVATION),
-                        profile,
-                        sentence(rng),
-                        "seed",
-                        "[]",
-                        stamp,
-                        stamp,
-                        stamp,
-                        vectors[n].tobytes(),
-                        top + n + 1,
-                    )
-                )
+            rows = [(*row(n, stamp), top + n + 1) for n in range(lo, min(count, lo + 20_000))]
             conn.executemany(
                 "INSERT INTO observations (store_id, id, profile_id, content, source, "
                 "conversation_ids, occurred_at, created_at, updated_at, embedding, fts_id) "
@@ -189,21 +181,7 @@ def seed(url: str | None, data_dir: Path, store_id: str, count: int, rng: random
                 "occurred_at, created_at, updated_at, embedding) FROM STDIN"
             ) as copy:
                 for n in range(count):
-                    profile = f"mem_profile_seed{n // per:022d}"
-                    copy.write_row(
-                        (
-                            store_id,
-                            ids.new_id(ids.OBSERVATION),
-                            profile,
-                            sentence(rng),
-                            "seed",
-                            "[]",
-                            now,
-                            now,
-                            now,
-                            vectors[n].tobytes(),
-                        )
-                    )
+                    copy.write_row(row(n, now))
             cur.execute("ANALYZE observations")
     print(f"  seeded {count:,} observations in {time.perf_counter() - start:.0f} s", flush=True)
 
