@@ -14,6 +14,7 @@ from starlette.requests import HTTPConnection
 
 from convmem.kit.credentials import CredentialCache
 from convmem.kit.db import Database
+from convmem.kit.groupcommit import GroupCommit
 from convmem.kit.hooks import Hooks
 from convmem.kit.ratelimit import RateLimiter
 from convmem.settings import Settings
@@ -38,6 +39,10 @@ class AppContext:
     # writes that wait for the lock, credential checks): few, on purpose.
     threads: CapacityLimiter = field(init=False)
     _gates: dict[asyncio.AbstractEventLoop, asyncio.Lock] = field(init=False, default_factory=dict)
+    # Each event loop's group-commit queue (kit.groupcommit), created on first use.
+    commit_queues: dict[asyncio.AbstractEventLoop, GroupCommit] = field(
+        init=False, default_factory=dict
+    )
 
     def __post_init__(self) -> None:
         self.credentials = CredentialCache(self.settings.credential_cache_seconds)
@@ -55,6 +60,17 @@ class AppContext:
         if gate is None:
             gate = self._gates[loop] = asyncio.Lock()
         return gate
+
+    def group_commit(self) -> GroupCommit:
+        """The queue this process's SQLite data-plane writes share transactions
+        through (one per event loop; see kit.groupcommit)."""
+        loop = asyncio.get_running_loop()
+        commits = self.commit_queues.get(loop)
+        if commits is None:
+            commits = self.commit_queues[loop] = GroupCommit(
+                self.db, self.write_gate(), self.threads
+            )
+        return commits
 
 
 def get_context(conn: HTTPConnection) -> AppContext:

@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from convmem.kit.context import AppContext, get_context
-from convmem.kit.db import MAX_TRANSACTION_ATTEMPTS, WriterBusy, is_retryable
+from convmem.kit.db import MAX_TRANSACTION_ATTEMPTS, is_retryable
 from convmem.kit.errors import PreconditionFailed, WriteConflict
 
 T = TypeVar("T")
@@ -166,8 +166,10 @@ class Transaction:
     - READ and WRITE on PostgreSQL: on the event loop, through psycopg's async
       driver (statements wait for the network without holding a thread);
     - READ on SQLite: on the event loop (WAL readers never wait on a lock);
-    - WRITE on SQLite: on the event loop when the write lock is free at once,
-      else on a worker thread that waits for it;
+    - WRITE on SQLite: through the process's group commit (kit.groupcommit):
+      each in a savepoint of a transaction shared with the writes queued
+      beside it, on the event loop when the write lock is free at once, else
+      on a worker thread that waits for it;
     - BULK: on a worker thread (`ctx.threads`), on both backends.
     """
 
@@ -206,20 +208,15 @@ class Transaction:
             # SQLite reads in WAL mode never wait on a lock and are CPU-bound
             # under the GIL, so they run right here: no thread hand-off at all.
             return self._run(work, write=False)
-        async with self.ctx.write_gate():
-            # Writes too run here when SQLite's lock is free at once (the gate
-            # already orders this process's writers); when a job or another
-            # process holds it, the wait happens on a worker thread instead.
-            try:
-                return self._run(work, write=True, nowait=True)
-            except WriterBusy:
-                return await self._in_thread(work, write=True)
+        # Writes share transactions with the writes queued beside them (group
+        # commit), on the event loop when SQLite's lock is free at once.
+        return await self.ctx.group_commit().run(work)
 
     async def _in_thread(self, work: Callable[[Session], T], *, write: bool) -> T:
         return await to_thread.run_sync(
             functools.partial(self._run, work, write=write), limiter=self.ctx.threads
         )
 
-    def _run(self, work: Callable[[Session], T], *, write: bool = False, nowait: bool = False) -> T:
-        with self.ctx.db.transaction(write=write, nowait=nowait) as session:
+    def _run(self, work: Callable[[Session], T], *, write: bool = False) -> T:
+        with self.ctx.db.transaction(write=write) as session:
             return work(session)
