@@ -241,6 +241,7 @@ class Database:
         # and waits for the network without holding a thread.
         self.async_engine: AsyncEngine | None = None
         self._async_sessions: async_sessionmaker[AsyncSession] | None = None
+        self._async_read_sessions: async_sessionmaker[AsyncSession] | None = None
         if not self.is_sqlite:
             self.async_engine = create_async_engine(
                 url,
@@ -260,6 +261,14 @@ class Database:
             )
             self._async_sessions = async_sessionmaker(
                 self.async_engine, expire_on_commit=False, autoflush=False
+            )
+            # Reads in autocommit: no BEGIN and COMMIT round trips. Under READ
+            # COMMITTED each statement of a transaction takes its own snapshot
+            # anyway, so a read sees exactly what it would inside one.
+            self._async_read_sessions = async_sessionmaker(
+                self.async_engine.execution_options(isolation_level="AUTOCOMMIT"),
+                expire_on_commit=False,
+                autoflush=False,
             )
 
     def _slots(self) -> asyncio.Semaphore:
@@ -284,10 +293,12 @@ class Database:
             with self.engine.connect() as conn:  # SQLite: microseconds, on the loop
                 conn.execute(text("SELECT 1"))
 
-    async def run_async(self, work: Callable[[Session], T]) -> T:
-        """Run sync `work` in one transaction on the event loop (PostgreSQL only)."""
-        assert self._async_sessions is not None
-        async with self._slots(), self._async_sessions() as session, session.begin():
+    async def run_async(self, work: Callable[[Session], T], *, write: bool = True) -> T:
+        """Run sync `work` on the event loop (PostgreSQL only): in one
+        transaction, or for a read (`write=False`) in autocommit."""
+        sessions = self._async_sessions if write else self._async_read_sessions
+        assert sessions is not None
+        async with self._slots(), sessions() as session, session.begin():
             return await session.run_sync(work)
 
     def session(self, *, write: bool = False, nowait: bool = False) -> Session:

@@ -203,7 +203,7 @@ class Transaction:
             async with self.ctx.write_gate():
                 return await self._in_thread(work, write=True)
         if not db.is_sqlite:
-            return await db.run_async(work)
+            return await db.run_async(work, write=self.mode is not Mode.READ)
         if self.mode is Mode.READ:
             # SQLite reads in WAL mode never wait on a lock and are CPU-bound
             # under the GIL, so they run right here: no thread hand-off at all.
