@@ -213,5 +213,27 @@ def test_concurrent_creates_share_transactions_and_are_all_readable(api: Api, db
     for thread in threads:
         thread.join()
     assert len(set(created.values())) == 48
-    queues = list(api.client.app.state.ctx.commit_queues.values())
-    assert sum(q.units for q in queues) > sum(q.batches for q in queues)
+    ctx = api.client.app.state.ctx
+    writes, reads = list(ctx.commit_queues.values()), list(ctx.read_queues.values())
+    assert sum(q.units for q in writes) > sum(q.batches for q in writes)
+    assert sum(q.units for q in reads) >= 48  # every GET went through the read queue
+
+
+def test_reads_queued_together_share_one_read_transaction(sqlite_db: Database) -> None:
+    def count(session: Session) -> int:
+        return int(session.execute(text("SELECT count(*) FROM parent")).scalar_one())
+
+    def missing(session: Session) -> int:
+        session.execute(text("SELECT id FROM parent"))
+        raise LookupError("not found")  # as a 404 is raised after a query
+
+    async def scenario() -> tuple[list[Any], GroupCommit]:
+        writes = queue(sqlite_db)
+        await submit_together(writes, [insert(1), insert(2)])
+        reads = GroupCommit(sqlite_db, asyncio.Lock(), CapacityLimiter(4), write=False)
+        return await submit_together(reads, [count, missing, count]), reads
+
+    results, reads = asyncio.run(scenario())
+    assert results[0] == 2 and results[2] == 2
+    assert isinstance(results[1], LookupError)
+    assert (reads.batches, reads.units) == (1, 3)

@@ -39,8 +39,11 @@ class AppContext:
     # writes that wait for the lock, credential checks): few, on purpose.
     threads: CapacityLimiter = field(init=False)
     _gates: dict[asyncio.AbstractEventLoop, asyncio.Lock] = field(init=False, default_factory=dict)
-    # Each event loop's group-commit queue (kit.groupcommit), created on first use.
+    # Each event loop's queues of SQLite writes and reads (kit.groupcommit).
     commit_queues: dict[asyncio.AbstractEventLoop, GroupCommit] = field(
+        init=False, default_factory=dict
+    )
+    read_queues: dict[asyncio.AbstractEventLoop, GroupCommit] = field(
         init=False, default_factory=dict
     )
 
@@ -71,6 +74,16 @@ class AppContext:
                 self.db, self.write_gate(), self.threads
             )
         return commits
+
+    def group_read(self) -> GroupCommit:
+        """The same for SQLite data-plane reads (read transactions; no lock)."""
+        loop = asyncio.get_running_loop()
+        reads = self.read_queues.get(loop)
+        if reads is None:
+            reads = self.read_queues[loop] = GroupCommit(
+                self.db, asyncio.Lock(), self.threads, write=False
+            )
+        return reads
 
 
 def get_context(conn: HTTPConnection) -> AppContext:

@@ -1,24 +1,28 @@
-"""SQLite group commit: write requests that arrive together share one transaction.
+"""SQLite group commit: data-plane requests that arrive together share one
+transaction.
 
-SQLite runs one write transaction at a time, and for a small write such as a
-profile create the transaction itself (a pooled connection, BEGIN IMMEDIATE,
-COMMIT writing the WAL frames) cost about as much as the work in it. So a
-process's write requests queue here, and each batch runs in one transaction:
-every request's work in a SAVEPOINT of its own, then one COMMIT.
+For a small request such as a profile create or a lookup, the transaction
+around the work (a Session, a pooled connection, `BEGIN`, the `COMMIT` that
+writes the WAL frames) cost about as much as the work itself. So a process's
+SQLite requests queue here (writes and reads in separate queues), and each
+batch runs in one transaction: every request's work in a SAVEPOINT of its
+own, then one COMMIT.
 
 What each request sees does not change:
 
-- its work runs after the work queued before it, as if alone (SQLite had
-  one writer anyway; the batch is the same serial order);
+- its work runs after the work queued before it, as if alone (SQLite has one
+  writer at a time anyway, and runs the batch in that same serial order);
 - work that raises is rolled back to its savepoint and that request alone
-  gets the error; the others are committed;
-- no request is answered before the COMMIT holding its write has succeeded;
-  if the COMMIT fails, every request of the batch gets that error (none of
-  them was written);
+  gets the error; the others go on;
+- no request is answered before the COMMIT of its batch has succeeded; if the
+  transaction fails as a whole, each request of the batch runs again alone, so
+  none fails for another's sake;
 - a request cancelled (its client gone) before its batch starts is skipped.
 
-A batch is whatever has queued while the previous one ran (bounded by
-`max_batch`), so a lone request waits for nobody.
+A batch is whatever has queued by the time it starts (bounded by
+`max_batch`): a request waits for nobody, and one that is alone runs in a
+transaction of its own, as it would without the queue. What the queue costs a
+lone request is one turn of the event loop (~30 µs here, measured).
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ from convmem.kit.db import Database, WriterBusy
 T = TypeVar("T")
 
 _Entry = tuple[Callable[[Session], Any], "asyncio.Future[Any]"]
+_Outcome = tuple[Any, BaseException | None]  # (result, error) of one unit
 
 
 class _BatchBroken(Exception):
@@ -43,7 +48,7 @@ class _BatchBroken(Exception):
 
 
 class GroupCommit:
-    """The write queue of one event loop (see the module docstring)."""
+    """One event loop's queue of SQLite writes (or reads; see the module docstring)."""
 
     def __init__(
         self,
@@ -51,21 +56,25 @@ class GroupCommit:
         gate: asyncio.Lock,
         threads: CapacityLimiter,
         *,
+        write: bool = True,
         max_batch: int = 32,
     ) -> None:
         self.db = db
+        # Held while a transaction runs: orders this process's writers (bulk
+        # writes on threads take it too).
         self.gate = gate
         self.threads = threads
+        self.write = write
         self.max_batch = max_batch
         self._queue: list[_Entry] = []
         self._draining = False
         self._task: asyncio.Task[None] | None = None  # referenced, or it may be collected
-        # Batches committed and units run, for tests and the benchmark notes.
+        # Batches run and the units in them, for tests and the benchmark notes.
         self.batches = 0
         self.units = 0
 
     async def run(self, work: Callable[[Session], T]) -> T:
-        """Run `work` in the next batch's transaction; its result once committed."""
+        """Run `work` in a transaction; its result once that has committed."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
         self._queue.append((work, future))
@@ -76,8 +85,8 @@ class GroupCommit:
 
     async def _drain(self) -> None:
         # This task starts a turn of the event loop after the request that
-        # created it: requests already read from their sockets in that turn
-        # have queued by then, and join the batch.
+        # created it: requests read from their sockets in that same turn have
+        # queued by then, and join the batch.
         try:
             while self._queue:
                 async with self.gate:
@@ -92,10 +101,9 @@ class GroupCommit:
     async def _run_batch(self, batch: list[_Entry]) -> None:
         try:
             if len(batch) == 1:  # alone: its own transaction, no savepoint needed
-                work = batch[0][0]
-                outcomes = [await self._transaction(functools.partial(_alone, self.db, work))]
+                outcomes = [await self._transaction(self._alone(batch[0][0]))]
             else:
-                outcomes = await self._batch(batch)
+                outcomes = await self._together(batch)
         except BaseException:
             for _, future in batch:
                 future.cancel()
@@ -110,22 +118,19 @@ class GroupCommit:
             else:
                 future.set_result(value)
 
-    async def _batch(self, batch: list[_Entry]) -> list[tuple[Any, BaseException | None]]:
+    async def _together(self, batch: list[_Entry]) -> list[_Outcome]:
         try:
             return await self._transaction(functools.partial(self._apply, batch))
         except Exception:
             # The transaction failed as a whole (its COMMIT, or a savepoint
             # that could not be rolled back) and nothing of it was written:
             # each request runs again alone, so none fails for another's sake.
-            return [
-                await self._transaction(functools.partial(_alone, self.db, work))
-                for work, _ in batch
-            ]
+            return [await self._transaction(self._alone(work)) for work, _ in batch]
 
     async def _transaction(self, apply: Callable[..., T]) -> T:
         """`apply(nowait=...)` on the event loop when SQLite's write lock is
         free at once; when a job or another process holds it, on a thread
-        that waits for it."""
+        that waits for it. (Reads never wait: WAL readers take no lock.)"""
         try:
             return apply(nowait=True)
         except WriterBusy:
@@ -133,19 +138,20 @@ class GroupCommit:
                 functools.partial(apply, nowait=False), limiter=self.threads
             )
 
-    def _apply(
-        self, batch: list[_Entry], *, nowait: bool
-    ) -> list[tuple[Any, BaseException | None]]:
-        """Every unit in its savepoint, then one COMMIT: (result, error) per unit."""
-        outcomes: list[tuple[Any, BaseException | None]] = []
-        with self.db.transaction(write=True, nowait=nowait) as session:
-            session.connection()  # BEGIN IMMEDIATE now: WriterBusy before any unit runs
+    def _apply(self, batch: list[_Entry], *, nowait: bool) -> list[_Outcome]:
+        """Every unit in its savepoint, then one COMMIT."""
+        outcomes: list[_Outcome] = []
+        with self.db.transaction(write=self.write, nowait=nowait) as session:
+            session.connection()  # BEGIN (IMMEDIATE) now: WriterBusy before any unit runs
             for work, _ in batch:
                 outcomes.append(_unit(session, work))
         return outcomes
 
+    def _alone(self, work: Callable[[Session], Any]) -> Callable[..., _Outcome]:
+        return functools.partial(_alone, self.db, work, self.write)
 
-def _unit(session: Session, work: Callable[[Session], Any]) -> tuple[Any, BaseException | None]:
+
+def _unit(session: Session, work: Callable[[Session], Any]) -> _Outcome:
     # The savepoint goes straight to the driver: through SQLAlchemy's
     # begin_nested, SAVEPOINT and RELEASE cost a create more than they saved.
     # So the ORM's own state is kept right by hand: pending changes are
@@ -173,11 +179,10 @@ def _unit(session: Session, work: Callable[[Session], Any]) -> tuple[Any, BaseEx
     return value, None
 
 
-def _alone(
-    db: Database, work: Callable[[Session], Any], *, nowait: bool
-) -> tuple[Any, BaseException | None]:
+def _alone(db: Database, work: Callable[[Session], Any], write: bool, *, nowait: bool) -> _Outcome:
+    """`work` in a transaction of its own."""
     try:
-        with db.transaction(write=True, nowait=nowait) as session:
+        with db.transaction(write=write, nowait=nowait) as session:
             session.connection()
             return work(session), None
     except WriterBusy:

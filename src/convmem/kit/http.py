@@ -207,7 +207,7 @@ class Transaction:
         if self.mode is Mode.READ:
             # SQLite reads in WAL mode never wait on a lock and are CPU-bound
             # under the GIL, so they run right here: no thread hand-off at all.
-            return self._run(work, write=False)
+            return await self.ctx.group_read().run(work)
         # Writes share transactions with the writes queued beside them (group
         # commit), on the event loop when SQLite's lock is free at once.
         return await self.ctx.group_commit().run(work)
