@@ -165,7 +165,9 @@ class Transaction:
 
     - READ and WRITE on PostgreSQL: on the event loop, through psycopg's async
       driver (statements wait for the network without holding a thread);
-    - READ on SQLite: on the event loop (WAL readers never wait on a lock);
+    - READ on SQLite: on the event loop (WAL readers never wait on a lock),
+      in a read transaction shared with the reads queued beside it
+      (kit.groupcommit);
     - WRITE on SQLite: through the process's group commit (kit.groupcommit):
       each in a savepoint of a transaction shared with the writes queued
       beside it, on the event loop when the write lock is free at once, else
@@ -206,7 +208,7 @@ class Transaction:
             return await db.run_async(work, write=self.mode is not Mode.READ)
         if self.mode is Mode.READ:
             # SQLite reads in WAL mode never wait on a lock and are CPU-bound
-            # under the GIL, so they run right here: no thread hand-off at all.
+            # under the GIL, so they run on the event loop: no thread hand-off.
             return await self.ctx.group_read().run(work)
         # Writes share transactions with the writes queued beside them (group
         # commit), on the event loop when SQLite's lock is free at once.
