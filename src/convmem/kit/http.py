@@ -201,9 +201,9 @@ class Transaction:
         db = self.ctx.db
         if self.mode is Mode.BULK:
             if not db.is_sqlite:
-                return await self._in_thread(work, write=True)
+                return await self._in_thread(work)
             async with self.ctx.write_gate():
-                return await self._in_thread(work, write=True)
+                return await self._in_thread(work)
         if not db.is_sqlite:
             return await db.run_async(work, write=self.mode is not Mode.READ)
         if self.mode is Mode.READ:
@@ -214,11 +214,12 @@ class Transaction:
         # commit), on the event loop when SQLite's lock is free at once.
         return await self.ctx.group_commit().run(work)
 
-    async def _in_thread(self, work: Callable[[Session], T], *, write: bool) -> T:
+    async def _in_thread(self, work: Callable[[Session], T]) -> T:
+        """A bulk write, in its own transaction on a worker thread."""
         return await to_thread.run_sync(
-            functools.partial(self._run, work, write=write), limiter=self.ctx.threads
+            functools.partial(self._write, work), limiter=self.ctx.threads
         )
 
-    def _run(self, work: Callable[[Session], T], *, write: bool = False) -> T:
-        with self.ctx.db.transaction(write=write) as session:
+    def _write(self, work: Callable[[Session], T]) -> T:
+        with self.ctx.db.transaction(write=True) as session:
             return work(session)
