@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from anyio import CapacityLimiter
 from sqlalchemy.orm import Session
@@ -18,6 +18,8 @@ from convmem.kit.groupcommit import GroupCommit
 from convmem.kit.hooks import Hooks
 from convmem.kit.ratelimit import RateLimiter
 from convmem.settings import Settings
+
+T = TypeVar("T")
 
 # (session, username, password) -> the account SID they act for, or None.
 CredentialCheck = Callable[[Session, str, str], str | None]
@@ -58,32 +60,31 @@ class AppContext:
 
     def write_gate(self) -> asyncio.Lock:
         """The lock this process's SQLite write requests queue on (one per event loop)."""
-        loop = asyncio.get_running_loop()
-        gate = self._gates.get(loop)
-        if gate is None:
-            gate = self._gates[loop] = asyncio.Lock()
-        return gate
+        return _for_loop(self._gates, asyncio.Lock)
 
     def group_commit(self) -> GroupCommit:
         """The queue this process's SQLite data-plane writes share transactions
         through (one per event loop; see kit.groupcommit)."""
-        loop = asyncio.get_running_loop()
-        commits = self.commit_queues.get(loop)
-        if commits is None:
-            commits = self.commit_queues[loop] = GroupCommit(
-                self.db, self.write_gate(), self.threads
-            )
-        return commits
+        return _for_loop(
+            self.commit_queues, lambda: GroupCommit(self.db, self.write_gate(), self.threads)
+        )
 
     def group_read(self) -> GroupCommit:
         """The same for SQLite data-plane reads (read transactions; no lock)."""
-        loop = asyncio.get_running_loop()
-        reads = self.read_queues.get(loop)
-        if reads is None:
-            reads = self.read_queues[loop] = GroupCommit(
-                self.db, asyncio.Lock(), self.threads, write=False
-            )
-        return reads
+        return _for_loop(
+            self.read_queues,
+            lambda: GroupCommit(self.db, asyncio.Lock(), self.threads, write=False),
+        )
+
+
+def _for_loop(objects: dict[asyncio.AbstractEventLoop, T], make: Callable[[], T]) -> T:
+    """The running event loop's object in `objects`, made on first use
+    (asyncio primitives belong to one loop; tests run several)."""
+    loop = asyncio.get_running_loop()
+    found = objects.get(loop)
+    if found is None:
+        found = objects[loop] = make()
+    return found
 
 
 def get_context(conn: HTTPConnection) -> AppContext:
