@@ -12,7 +12,7 @@ from sqlalchemy import bindparam, event, select, text, update
 from sqlalchemy.exc import DBAPIError
 
 from convmem.kit.db import Database, is_unique_violation
-from convmem.kit.prepared import Prepared, driver_executemany
+from convmem.kit.prepared import GUARD, Guard, Prepared, driver_executemany
 from convmem.profiles.models import Profile, ProfileTrait
 
 TRAITS = Prepared(
@@ -141,3 +141,85 @@ def test_expanding_parameters_are_refused(db: Database) -> None:
     listed = Prepared(select(Profile.id).where(Profile.id.in_(bindparam("ids", expanding=True))))
     with db.transaction() as session, pytest.raises(ValueError, match="expanding"):
         listed.all(session, ids=["a"])
+
+
+# A check that some profile row still exists: a stand-in for a store's guard.
+STILL_THERE = Prepared(
+    select(Profile.updated_at).where(
+        Profile.store_id == bindparam("guard_store"), Profile.id == bindparam("guard_id")
+    )
+)
+
+
+class Seen:
+    """What a guard's verify was given, and whether it refuses."""
+
+    def __init__(self, refuse: bool = False) -> None:
+        self.rows: list[tuple[Any, ...] | None] = []
+        self.refuse = refuse
+
+    def __call__(self, row: tuple[Any, ...] | None) -> None:
+        self.rows.append(row)
+        if self.refuse or row is None:
+            raise LookupError("guard refused")
+
+
+def _profile(session: Any, store_id: str, when: dt.datetime) -> None:
+    session.execute(
+        Profile.__table__.insert(),
+        [{"store_id": store_id, "id": "p", "created_at": when, "updated_at": when}],
+    )
+
+
+def test_a_guard_rides_on_the_first_select_and_leaves_its_rows_alone(db: Database) -> None:
+    store_id = "mem_store_" + secrets.token_hex(8)
+    now = dt.datetime(2026, 12, 1, 9, tzinfo=dt.UTC)
+    with db.transaction() as session:
+        _profile(session, store_id, now)
+        # Inserted out of order: the guarded statement must keep its ORDER BY.
+        rows = list(reversed(_rows(store_id, "p", now)))
+        session.execute(ProfileTrait.__table__.insert(), rows)
+        plain = TRAITS.all(session, store_id=store_id, profile_id="p")
+        seen = Seen()
+        guard = Guard(STILL_THERE, {"guard_store": store_id, "guard_id": "p"}, seen)
+        session.info[GUARD] = guard
+        guarded = TRAITS.all(session, store_id=store_id, profile_id="p")
+        assert guarded == plain and [r.trait_key for r in guarded] == sorted(VALUES)
+        assert seen.rows == [(now,)]
+        assert GUARD not in session.info
+        guard.settle(session)  # already carried: runs nothing more
+        assert seen.rows == [(now,)]
+        # A statement that finds nothing still carries the check.
+        session.info[GUARD] = guard
+        assert TRAITS.all(session, store_id=store_id, profile_id="nobody") == []
+        assert seen.rows == [(now,), (now,)]
+        session.rollback()
+
+
+def test_a_refused_guard_raises_from_the_statement_that_carried_it(db: Database) -> None:
+    store_id = "mem_store_" + secrets.token_hex(8)
+    with db.transaction() as session:
+        _profile(session, store_id, dt.datetime(2026, 1, 1, tzinfo=dt.UTC))
+        seen = Seen()
+        session.info[GUARD] = Guard(STILL_THERE, {"guard_store": store_id, "guard_id": "x"}, seen)
+        with pytest.raises(LookupError):
+            TRAITS.all(session, store_id=store_id, profile_id="p")
+        assert seen.rows == [None]
+        session.rollback()
+
+
+def test_a_guard_no_statement_can_carry_is_settled_on_its_own(db: Database) -> None:
+    """text() statements and DML leave the guard for `settle`."""
+    store_id = "mem_store_" + secrets.token_hex(8)
+    when = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+    with db.transaction() as session:
+        _profile(session, store_id, when)
+        seen = Seen()
+        guard = Guard(STILL_THERE, {"guard_store": store_id, "guard_id": "p"}, seen)
+        session.info[GUARD] = guard
+        assert Prepared(text("SELECT 1")).all(session) == [(1,)]
+        TOUCH.execute_many(session, [{"sid": store_id, "pid": "p", "now": when}])
+        assert seen.rows == [] and session.info[GUARD] is guard
+        guard.settle(session)
+        assert seen.rows == [(when,)] and GUARD not in session.info
+        session.rollback()

@@ -21,6 +21,8 @@ from convmem.settings import Settings
 
 T = TypeVar("T")
 
+ACTIVE_STORES_LIMIT = 10_000
+
 # (session, username, password) -> the account SID they act for, or None.
 CredentialCheck = Callable[[Session, str, str], str | None]
 
@@ -35,6 +37,9 @@ class AppContext:
     jobs: Mapping[str, Callable[..., None]] = field(default_factory=dict)
     # What each store accepts, cached per process (see profiles.store_schema).
     schemas: dict[str, Any] = field(default_factory=dict)
+    # Stores this process last saw ACTIVE, by (account, store): what
+    # data-plane requests assume and check in their first query (StoreWork).
+    active_stores: dict[tuple[str, str], Any] = field(default_factory=dict)
     credentials: CredentialCache = field(init=False)
     rate_limiter: RateLimiter | None = field(init=False)
     # Threads for the data plane's work off the event loop (bulk writes, SQLite
@@ -57,6 +62,11 @@ class AppContext:
             else None
         )
         self.threads = CapacityLimiter(self.settings.request_threads)
+
+    def remember_store(self, key: tuple[str, str], store: Any) -> None:
+        if len(self.active_stores) >= ACTIVE_STORES_LIMIT:
+            self.active_stores.clear()
+        self.active_stores[key] = store
 
     def write_gate(self) -> asyncio.Lock:
         """The lock this process's SQLite write requests queue on (one per event loop)."""

@@ -14,6 +14,7 @@ import dataclasses
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from sqlalchemy import Select, literal_column, select, true
 from sqlalchemy.engine import Connection, Dialect
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
@@ -28,6 +29,9 @@ class Prepared:
     def __init__(self, statement: Any) -> None:
         self.statement = statement
         self._plans: dict[type, _Plan] = {}  # per dialect class (driver included)
+        # With a guard folded in: per (dialect class, guard's statement).
+        self._guarded: dict[tuple[type, int], _Plan] = {}
+        self._guardable = _guardable(statement)
         columns = getattr(statement, "selected_columns", None)
         self.row_type: Any = (
             collections.namedtuple("Row", [c.key for c in columns]) if columns is not None else None
@@ -42,16 +46,28 @@ class Prepared:
     def all(self, session: Session, **params: Any) -> list[Any]:
         """Every row: named tuples for a select, plain ones for text()."""
         connection = session.connection()
+        if self._guardable and GUARD in session.info:
+            return self._guarded_all(session, session.info.pop(GUARD), params)
         plan = self._plan(connection.dialect)
-        cursor = _executed(connection, plan.sql, plan.bind(params), many=False)
-        try:
-            rows = cursor.fetchall()
-        finally:
-            cursor.close()
+        rows = _fetched(connection, plan, params)
         make = self.row_type._make if self.row_type is not None else tuple
-        if plan.results is None:
-            return [make(row) for row in rows]
-        return [make(plan.convert(row)) for row in rows]
+        return [make(row) for row in rows]
+
+    def _guarded_all(self, session: Session, guard: Guard, params: dict[str, Any]) -> list[Any]:
+        connection = session.connection()
+        key = (type(connection.dialect), id(guard.check))
+        plan = self._guarded.get(key)
+        if plan is None:
+            plan = self._guarded[key] = _Plan.of(
+                _guarded_statement(guard.check.statement, self.statement), connection.dialect
+            )
+        rows = _fetched(connection, plan, {**guard.params, **params})
+        width = len(guard.check.statement.selected_columns)
+        # The guard's columns come first; no row at all means no guard row.
+        guard.verify(tuple(rows[0][:width]) if rows else None)
+        make = self.row_type._make
+        # The last column marks a row of this statement (not the outer join's NULLs).
+        return [make(row[width:-1]) for row in rows if row[-1] is not None]
 
     def first(self, session: Session, **params: Any) -> Any:
         rows = self.all(session, **params)
@@ -66,6 +82,68 @@ class Prepared:
             return 0
         plan = self._plan(session.connection().dialect)
         return driver_executemany(session, plan.sql, [plan.bind(row) for row in rows])
+
+
+GUARD = "convmem.guard"
+
+
+@dataclasses.dataclass(frozen=True)
+class Guard:
+    """A check that a unit of work's premise still holds (say, that its store
+    is still ACTIVE at the schema version the work assumed), folded into the
+    first guardable select the unit runs: no round trip of its own.
+
+    Put it in `session.info[GUARD]`; the first `Prepared.all` able to carry it
+    takes it out and runs it as part of its own statement. `verify` gets the
+    check's row (None when the check found none) and raises to abort the work.
+    What no statement took must be run with `settle` before the unit ends."""
+
+    check: Prepared
+    params: dict[str, Any]
+    verify: Callable[[tuple[Any, ...] | None], None]
+
+    def settle(self, session: Session) -> None:
+        """Run the check on its own, unless a statement already carried it."""
+        if session.info.get(GUARD) is self:
+            del session.info[GUARD]
+            row = self.check.first(session, **self.params)
+            self.verify(tuple(row) if row is not None else None)
+
+
+def _guardable(statement: Any) -> bool:
+    """Whether a guard can ride along: a Core select whose ORDER BY names only
+    columns it selects (so the order survives being nested)."""
+    return isinstance(statement, Select) and all(
+        _position(statement, c) is not None for c in statement._order_by_clauses
+    )
+
+
+def _position(statement: Select[Any], column: Any) -> int | None:
+    return next((n for n, c in enumerate(statement.selected_columns) if c is column), None)
+
+
+def _guarded_statement(check: Select[Any], statement: Select[Any]) -> Select[Any]:
+    """`check LEFT JOIN (statement) ON true`: one row with NULLs for the
+    statement when it finds nothing, no row when the check finds nothing."""
+    guard = check.subquery("guard")
+    inner = statement.add_columns(literal_column("1").label("row_marker")).subquery("inner_rows")
+    outer_order = [inner.c[_position(statement, c) or 0] for c in statement._order_by_clauses]
+    return (
+        select(*guard.c, *inner.c)
+        .select_from(guard.outerjoin(inner, true()))
+        .order_by(*outer_order)
+    )
+
+
+def _fetched(connection: Connection, plan: _Plan, params: dict[str, Any]) -> list[Any]:
+    cursor = _executed(connection, plan.sql, plan.bind(params), many=False)
+    try:
+        rows = cursor.fetchall()
+    finally:
+        cursor.close()
+    if plan.results is None:
+        return rows  # type: ignore[no-any-return]
+    return [plan.convert(row) for row in rows]
 
 
 def driver_executemany(session: Session, sql: str, rows: Sequence[Sequence[Any]]) -> int:

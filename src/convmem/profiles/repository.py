@@ -255,6 +255,37 @@ def traits_of(
     return list(core(session).execute(query.order_by(ProfileTrait.trait_key)))
 
 
+_PROFILE_WITH_TRAITS = Prepared(
+    select(
+        Profile.id,
+        Profile.merged_into,
+        Profile.created_at,
+        ProfileTrait.trait_key,
+        ProfileTrait.group_name,
+        ProfileTrait.name,
+        ProfileTrait.value,
+        ProfileTrait.updated_at,
+        ProfileTrait.def_key,
+    )
+    .select_from(Profile)
+    .outerjoin(
+        ProfileTrait,
+        and_(ProfileTrait.store_id == Profile.store_id, ProfileTrait.profile_id == Profile.id),
+    )
+    .where(Profile.store_id == bindparam("store_id"), Profile.id == bindparam("profile_id"))
+    .order_by(ProfileTrait.trait_key)
+)
+
+
+def profile_with_traits(session: Session, store_id: str, profile_id: str) -> tuple[Any, list[Any]]:
+    """A profile (as `get` gives it, None when absent) and its trait rows, in
+    one round trip: the hot path of a profile fetch."""
+    rows = _PROFILE_WITH_TRAITS.all(session, store_id=store_id, profile_id=profile_id)
+    if not rows:
+        return None, []
+    return rows[0], [row for row in rows if row.trait_key is not None]
+
+
 def traits_query(store_id: str, profile_id: str, groups: Sequence[str] | None) -> Select[Any]:
     """A profile's live trait values (those of trait definitions that exist now)."""
     query = (

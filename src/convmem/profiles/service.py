@@ -39,11 +39,15 @@ def get_canonical(session: Session, *, store: StoreRef, profile_id: str) -> Any:
     """The profile, or ProfileMoved when the id was merged into another one."""
     check_id(profile_id)
     profile = repo.get(session, store.id, profile_id)
+    _require_canonical(profile, profile_id)
+    return profile
+
+
+def _require_canonical(profile: Any, profile_id: str) -> None:
     if profile is None:
         raise ProfileNotFound(f"Profile {profile_id} not found")
     if profile.merged_into is not None:
         raise ProfileMoved(profile.merged_into)
-    return profile
 
 
 def parse_groups(value: str | None) -> list[str] | None:
@@ -92,9 +96,14 @@ def delete(session: Session, *, store: StoreRef, profile_id: str) -> None:
 def read(
     session: Session, *, store: StoreRef, profile_id: str, groups: list[str] | None
 ) -> tuple[Row[Any], list[Row[Any]]]:
-    profile = get_canonical(session, store=store, profile_id=profile_id)
+    if groups is None:  # the common case: the profile and its traits in one query
+        check_id(profile_id)
+        profile, traits = repo.profile_with_traits(session, store.id, profile_id)
+        _require_canonical(profile, profile_id)
+    else:
+        profile = get_canonical(session, store=store, profile_id=profile_id)
+        traits = repo.traits_of(session, store.id, [profile.id], groups)
     schema = store_schema.load(session, store)
-    traits = repo.traits_of(session, store.id, [profile.id], groups)
     return profile, [t for t in traits if schema.is_live(t.trait_key, t.def_key)]
 
 

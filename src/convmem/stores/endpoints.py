@@ -20,6 +20,7 @@ from convmem.kit.http import (
 )
 from convmem.kit.inputs import BoundedRoute
 from convmem.kit.pagination import ControlPlanePage
+from convmem.kit.prepared import GUARD
 from convmem.kit.schemas import ERRORS, OperationAccepted
 from convmem.stores import service
 from convmem.stores.models import Store, StoreRef
@@ -113,22 +114,63 @@ def delete_store(store: WriteStore, request: Request, session: WriteSession) -> 
 
 class StoreWork:
     """Runs data-plane work against the request's ACTIVE store in one
-    transaction (see kit.http.Transaction for where it runs)."""
+    transaction (see kit.http.Transaction for where it runs).
+
+    A store this process saw ACTIVE before is assumed to be so still, and
+    that is checked in the work's first query instead of a query of its own
+    (service.assume): one round trip less per request. When the check fails,
+    or the work fails before any query checked it, the work runs again the
+    plain way, store first, so errors come out exactly as they would."""
 
     def __init__(self, tx: Transaction, account_sid: str, store_id: str) -> None:
         self.tx, self.account_sid, self.store_id = tx, account_sid, store_id
 
     async def __call__(self, work: Callable[[Session, StoreRef], T]) -> T:
+        known = self.tx.ctx.active_stores
+        key = (self.account_sid, self.store_id)
+        assumed = known.get(key)
+        if assumed is not None:
+            try:
+                return await self.tx.run(self._assuming(assumed, work))
+            except service.StaleStore:
+                known.pop(key, None)
+        return await self.tx.run(self._checked(work))
+
+    def _checked(self, work: Callable[[Session, StoreRef], T]) -> Callable[[Session], T]:
+        ctx = self.tx.ctx
+
+        def unit(session: Session) -> T:
+            session.info["schemas"] = ctx.schemas
+            store = service.get_active(
+                session, account_sid=self.account_sid, store_id=self.store_id
+            )
+            ctx.remember_store((self.account_sid, self.store_id), store)
+            return work(session, store)
+
+        return unit
+
+    def _assuming(
+        self, store: StoreRef, work: Callable[[Session, StoreRef], T]
+    ) -> Callable[[Session], T]:
         schemas = self.tx.ctx.schemas
 
         def unit(session: Session) -> T:
             session.info["schemas"] = schemas
-            store = service.get_active(
-                session, account_sid=self.account_sid, store_id=self.store_id
-            )
-            return work(session, store)
+            guard = service.assume(store)
+            session.info[GUARD] = guard
+            try:
+                result = work(session, store)
+            except service.StaleStore:
+                raise
+            except Exception:
+                if session.info.pop(GUARD, None) is not None:
+                    # Failed on an unchecked assumption: the plain run decides.
+                    raise service.StaleStore(store.id) from None
+                raise
+            guard.settle(session)
+            return result
 
-        return await self.tx.run(unit)
+        return unit
 
 
 def _store_work(mode: Mode) -> Callable[[str, Request], Awaitable[StoreWork]]:

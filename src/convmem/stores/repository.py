@@ -39,6 +39,18 @@ _LIVE_REF = Prepared(
 )
 
 
+# A store still ACTIVE, with its schema version: what a request that assumed
+# a store (kit.prepared.Guard) checks in its first statement.
+STILL_ACTIVE = Prepared(
+    select(Store.schema_version).where(
+        Store.id == bindparam("guard_store_id"),
+        Store.account_sid == bindparam("guard_account_sid"),
+        Store.deleted_at.is_(None),
+        Store.status == bindparam("guard_status"),
+    )
+)
+
+
 def get_live_ref(session: Session, *, account_sid: str, store_id: str) -> StoreRef | None:
     row = _LIVE_REF.first(session, store_id=store_id, account_sid=account_sid)
     return StoreRef(*row) if row else None

@@ -16,6 +16,7 @@ from convmem.kit.errors import (
 )
 from convmem.kit.hooks import Hooks
 from convmem.kit.pagination import Page, PageRequest, paginate
+from convmem.kit.prepared import Guard
 from convmem.operations import service as operations
 from convmem.operations.models import Operation
 from convmem.stores import repository
@@ -50,6 +51,27 @@ def get_active(session: Session, *, account_sid: str, store_id: str) -> StoreRef
     if store.status != ACTIVE:
         raise StoreNotActive(f"Memory Store {store_id} is {store.status}, not ACTIVE")
     return store
+
+
+class StaleStore(Exception):
+    """A request's assumed store is not as assumed any more: gone, not ACTIVE,
+    or at another schema version. The request runs again, checked first."""
+
+
+def assume(store: StoreRef) -> Guard:
+    """A guard that `store` (as an earlier request saw it) is still so: the
+    first statement of the work checks it, and raises StaleStore if not."""
+
+    def verify(row: tuple[object, ...] | None) -> None:
+        if row is None or row[0] != store.schema_version:
+            raise StaleStore(store.id)
+
+    params = {
+        "guard_store_id": store.id,
+        "guard_account_sid": store.account_sid,
+        "guard_status": ACTIVE,
+    }
+    return Guard(repository.STILL_ACTIVE, params, verify)
 
 
 def list_ids(session: Session, *, account_sid: str, page: PageRequest) -> Page[str]:
