@@ -256,17 +256,7 @@ def traits_of(
 
 
 _PROFILE_WITH_TRAITS = Prepared(
-    select(
-        Profile.id,
-        Profile.merged_into,
-        Profile.created_at,
-        ProfileTrait.trait_key,
-        ProfileTrait.group_name,
-        ProfileTrait.name,
-        ProfileTrait.value,
-        ProfileTrait.updated_at,
-        ProfileTrait.def_key,
-    )
+    select(Profile.id, Profile.merged_into, Profile.created_at, *_TRAIT_COLUMNS[1:])
     .select_from(Profile)
     .outerjoin(
         ProfileTrait,
