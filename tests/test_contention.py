@@ -3,12 +3,18 @@ and the identity invariant holds at the end."""
 
 from __future__ import annotations
 
+import datetime as dt
 import random
+import secrets
 import threading
 from collections import Counter
 from typing import Any
 
+import pytest
+
 from convmem.kit.db import Database
+from convmem.profiles import repository as repo
+from convmem.profiles.models import ProfileIdentifier
 from tests.conftest import Api
 from tests.factories import make_profile, make_store, profiles_url
 from tests.invariants import identity_violations
@@ -82,3 +88,50 @@ def test_overlapping_writers_never_fail_and_keep_the_invariant(api: Api, db: Dat
     assert set(statuses) <= {202, 308, 409}, statuses
     assert statuses[202] > 100
     assert identity_violations(db, store_id) == []
+
+
+def test_a_writer_waiting_on_a_lock_sees_what_its_holder_committed(db: Database) -> None:
+    """A write looks up identifier holders only once its advisory locks are
+    held, in a statement of its own, so it sees what the lock's previous
+    holder committed (a look-up in the locking statement would read a
+    snapshot taken before the wait)."""
+    if db.is_sqlite:
+        pytest.skip("SQLite's writers run one at a time; it takes no advisory locks")
+    store_id = "mem_store_" + secrets.token_hex(8)
+    key = ("email", "shared@example.com")
+    now = dt.datetime(2026, 12, 2, tzinfo=dt.UTC)
+    holder = db.session(write=True)
+    repo.lock_keys(holder, store_id, [key])
+    assert repo.holders_exact(holder, store_id, [key]) == {}
+    row = {
+        "store_id": store_id,
+        "profile_id": "mem_profile_first",
+        "id_type": key[0],
+        "value": key[1],
+        "unique_value": None,
+        "sort_key": "a",
+        "fuzzy": False,
+        "block_prefix": "",
+        "block_suffix": "",
+        "created_at": now,
+    }
+    holder.execute(ProfileIdentifier.__table__.insert(), [row])
+    seen: list[dict[Any, set[str]]] = []
+
+    def waiter() -> None:
+        with db.transaction() as session:
+            repo.lock_keys(session, store_id, [key])
+            seen.append(repo.holders_exact(session, store_id, [key]))
+
+    thread = threading.Thread(target=waiter)
+    thread.start()
+    thread.join(0.5)
+    assert thread.is_alive(), "the second writer did not wait for the lock"
+    holder.commit()
+    holder.close()
+    thread.join(10)
+    assert seen == [{key: {"mem_profile_first"}}]
+    with db.transaction() as session:
+        session.execute(
+            ProfileIdentifier.__table__.delete().where(ProfileIdentifier.store_id == store_id)
+        )
