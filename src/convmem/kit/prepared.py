@@ -31,7 +31,10 @@ class Prepared:
         self._plans: dict[type, _Plan] = {}  # per dialect class (driver included)
         # With a guard folded in: per (dialect class, guard's statement).
         self._guarded: dict[tuple[type, int], _Plan] = {}
-        self._guardable = _guardable(statement)
+        # Where its ORDER BY columns sit among its selected ones; None when a
+        # guard cannot ride along (not a Core select, or it orders by a column
+        # it does not select, so the order would not survive being nested).
+        self._order_positions = _order_positions(statement)
         columns = getattr(statement, "selected_columns", None)
         self.row_type: Any = (
             collections.namedtuple("Row", [c.key for c in columns]) if columns is not None else None
@@ -46,21 +49,24 @@ class Prepared:
     def all(self, session: Session, **params: Any) -> list[Any]:
         """Every row: named tuples for a select, plain ones for text()."""
         connection = session.connection()
-        if self._guardable and GUARD in session.info:
-            return self._guarded_all(session, session.info.pop(GUARD), params)
+        if self._order_positions is not None and GUARD in session.info:
+            return self._guarded_all(connection, session.info.pop(GUARD), params)
         plan = self._plan(connection.dialect)
         rows = _fetched(connection, plan, params)
         make = self.row_type._make if self.row_type is not None else tuple
         return [make(row) for row in rows]
 
-    def _guarded_all(self, session: Session, guard: Guard, params: dict[str, Any]) -> list[Any]:
-        connection = session.connection()
+    def _guarded_all(
+        self, connection: Connection, guard: Guard, params: dict[str, Any]
+    ) -> list[Any]:
         key = (type(connection.dialect), id(guard.check))
         plan = self._guarded.get(key)
         if plan is None:
-            plan = self._guarded[key] = _Plan.of(
-                _guarded_statement(guard.check.statement, self.statement), connection.dialect
+            assert self._order_positions is not None
+            statement = _guarded_statement(
+                guard.check.statement, self.statement, self._order_positions
             )
+            plan = self._guarded[key] = _Plan.of(statement, connection.dialect)
         rows = _fetched(connection, plan, {**guard.params, **params})
         width = len(guard.check.statement.selected_columns)
         # The guard's columns come first; no row at all means no guard row.
@@ -110,28 +116,30 @@ class Guard:
             self.verify(tuple(row) if row is not None else None)
 
 
-def _guardable(statement: Any) -> bool:
-    """Whether a guard can ride along: a Core select whose ORDER BY names only
-    columns it selects (so the order survives being nested)."""
-    return isinstance(statement, Select) and all(
-        _position(statement, c) is not None for c in statement._order_by_clauses
-    )
+def _order_positions(statement: Any) -> list[int] | None:
+    if not isinstance(statement, Select):
+        return None
+    selected = list(statement.selected_columns)
+    positions = []
+    for column in statement._order_by_clauses:
+        position = next((n for n, c in enumerate(selected) if c is column), None)
+        if position is None:
+            return None
+        positions.append(position)
+    return positions
 
 
-def _position(statement: Select[Any], column: Any) -> int | None:
-    return next((n for n, c in enumerate(statement.selected_columns) if c is column), None)
-
-
-def _guarded_statement(check: Select[Any], statement: Select[Any]) -> Select[Any]:
+def _guarded_statement(
+    check: Select[Any], statement: Select[Any], order_positions: list[int]
+) -> Select[Any]:
     """`check LEFT JOIN (statement) ON true`: one row with NULLs for the
     statement when it finds nothing, no row when the check finds nothing."""
     guard = check.subquery("guard")
     inner = statement.add_columns(literal_column("1").label("row_marker")).subquery("inner_rows")
-    outer_order = [inner.c[_position(statement, c) or 0] for c in statement._order_by_clauses]
     return (
         select(*guard.c, *inner.c)
         .select_from(guard.outerjoin(inner, true()))
-        .order_by(*outer_order)
+        .order_by(*[inner.c[n] for n in order_positions])
     )
 
 

@@ -160,11 +160,11 @@ class StoreWork:
             session.info[GUARD] = guard
             try:
                 result = work(session, store)
-            except service.StaleStore:
-                raise
             except Exception:
+                # Failed with the assumption still unchecked (a StaleStore from
+                # the check itself comes after the guard was taken out): the
+                # plain run decides what this request answers.
                 if session.info.pop(GUARD, None) is not None:
-                    # Failed on an unchecked assumption: the plain run decides.
                     raise service.StaleStore(store.id) from None
                 raise
             guard.settle(session)
