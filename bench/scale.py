@@ -35,7 +35,7 @@ from tests.live import ACCOUNT_SID, AUTH_TOKEN  # noqa: E402
 
 WORKLOADS = ("create", "fetch", "lookup")
 TARGET = 0.8
-TABLES = ("profiles", "profile_traits", "profile_identifiers")
+TABLES = ("profiles", "profile_trait_groups", "profile_identifiers")
 
 
 def big_store(base: str, path: Path) -> tuple[str, dict[str, list[str]], float]:

@@ -9,10 +9,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from convmem.kit.db import Database
-from convmem.profiles.models import ProfileIdentifier, ProfileTrait
+from convmem.profiles import trait_values
+from convmem.profiles.models import ProfileIdentifier, ProfileTraitGroup
 from tests.conftest import Api
 from tests.factories import (
     STORES,
@@ -27,15 +28,14 @@ from tests.test_worker_crash import job_cluster, op_row
 
 
 def stored_values(db: Database, store_id: str, group: str) -> int:
+    """Trait values of `group` stored in the store, live or not."""
     with db.transaction(write=False) as session:
-        return int(
-            session.scalar(
-                select(func.count())
-                .select_from(ProfileTrait)
-                .where(ProfileTrait.store_id == store_id, ProfileTrait.group_name == group)
-            )
-            or 0
+        rows = session.execute(
+            select(
+                ProfileTraitGroup.profile_id, ProfileTraitGroup.group_name, ProfileTraitGroup.traits
+            ).where(ProfileTraitGroup.store_id == store_id, ProfileTraitGroup.group_name == group)
         )
+        return len(trait_values.expand(rows))
 
 
 def loyalty_profile(api: Api, store_id: str, email: str, **loyalty: Any) -> str:

@@ -2,14 +2,24 @@
 
 from __future__ import annotations
 
+import datetime as dt
+import json
+import secrets
+from collections.abc import Iterator
 from typing import Any
 
+import psycopg
+import pytest
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
+from sqlalchemy import text
+from sqlalchemy.engine import make_url
 
 from convmem import migrate, models
 from convmem.kit.db import Database
+from convmem.profiles import trait_values
+from tests.conftest import PG_ADMIN, postgres_reachable
 
 
 def _ours(obj: Any, name: str | None, type_: str, reflected: bool, compare_to: Any) -> bool:
@@ -88,3 +98,114 @@ def _config(conn: Any) -> Any:
     config = migrate.alembic_config()
     config.attributes["connection"] = conn
     return config
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def fresh_db(request: pytest.FixtureRequest, tmp_path: Any) -> Iterator[Database]:
+    """An empty database of each backend (migrated by the test itself)."""
+    if request.param == "sqlite":
+        db = Database(f"sqlite:///{tmp_path / 'fresh.db'}")
+        yield db
+        db.dispose()
+        return
+    if not postgres_reachable():
+        pytest.skip(f"no PostgreSQL server answers at {PG_ADMIN}")
+    name = f"convmem_mig_{secrets.token_hex(4)}"
+    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    db = Database(str(make_url(PG_ADMIN).set(drivername="postgresql+psycopg", database=name)))
+    yield db
+    db.dispose()
+    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+VALUES = [
+    # (profile, trait key, group, name, JSON value, updated_at, def_key)
+    (
+        "p1",
+        "Contact.email",
+        "Contact",
+        "email",
+        '"a@example.com"',
+        "2026-01-01 00:00:00.000001",
+        "d1",
+    ),
+    ("p1", "Contact.tags", "Contact", "tags", '["x", "y"]', "2026-01-02 03:04:05.000000", "d2"),
+    ("p1", "Loyalty.points", "Loyalty", "points", "12.5", "2026-01-03 00:00:00.123456", "d3"),
+    (
+        "p1",
+        "Loyalty.extra",
+        "Loyalty",
+        "extra",
+        '{"a": {"b": null}}',
+        "2026-01-03 00:00:00.5",
+        None,
+    ),
+    ("p2", "a-b.c", "a-b", "c", "true", "2026-01-04 00:00:00.000000", "d4"),
+]
+
+
+def _old_values(db: Database) -> list[tuple[Any, ...]]:
+    with db.engine.connect() as conn:
+        rows = conn.execute(
+            text(
+                "SELECT profile_id, trait_key, group_name, name, value, updated_at, def_key "
+                "FROM profile_traits ORDER BY profile_id, trait_key"
+            )
+        ).all()
+    return [
+        (
+            r[0],
+            r[1],
+            r[2],
+            r[3],
+            json.loads(r[4]) if db.is_sqlite and isinstance(r[4], str) else r[4],
+            _utc(r[5]),
+            r[6],
+        )
+        for r in rows
+    ]
+
+
+def _utc(value: Any) -> dt.datetime:
+    if isinstance(value, str):
+        value = dt.datetime.fromisoformat(value)
+    return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)
+
+
+def test_trait_values_move_into_one_row_per_group_and_back(fresh_db: Database) -> None:
+    """Migration 0012 folds profile_traits into profile_trait_groups on both
+    backends: every value (strings, arrays, numbers, nested objects with
+    nulls), its timestamp to the microsecond and its definition key survive
+    the trip, and the downgrade gives the same rows back."""
+    db = fresh_db
+    migrate.upgrade(db, "0011")
+    with db.engine.begin() as conn:
+        for pid, key, group, name, value, stamp, def_key in VALUES:
+            conn.execute(
+                text(
+                    "INSERT INTO profile_traits VALUES "
+                    "('s', :pid, :key, :grp, :name, :value, :stamp, :def_key)"
+                    if db.is_sqlite
+                    else "INSERT INTO profile_traits VALUES ('s', :pid, :key, :grp, :name, "
+                    "CAST(:value AS jsonb), CAST(:stamp || '+00' AS timestamptz), :def_key)"
+                ),
+                {"pid": pid, "key": key, "grp": group, "name": name, "value": value}
+                | {"stamp": stamp, "def_key": def_key},
+            )
+    before = _old_values(db)
+    migrate.upgrade(db, "0012")
+    with db.transaction(write=False) as session:
+        stored = trait_values.of(session, "s", ["p1", "p2"])
+    assert [
+        (v.profile_id, v.trait_key, v.group_name, v.name, v.value, v.updated_at, v.def_key)
+        for v in stored
+    ] == [
+        (pid, key, group, name, json.loads(value), _utc(stamp), def_key)
+        for pid, key, group, name, value, stamp, def_key in sorted(VALUES, key=lambda r: r[:2])
+    ]
+    with db.engine.connect() as conn:
+        command.downgrade(_config(conn), "0011")
+        conn.commit()
+    assert _old_values(db) == before

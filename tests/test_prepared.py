@@ -8,23 +8,42 @@ import secrets
 from typing import Any
 
 import pytest
-from sqlalchemy import bindparam, event, select, text, update
+from sqlalchemy import Column, MetaData, String, Table, bindparam, event, select, text, update
 from sqlalchemy.exc import DBAPIError
 
-from convmem.kit.db import Database, is_unique_violation
+from convmem.kit.db import Database, JSONType, UTCDateTime, is_unique_violation
 from convmem.kit.prepared import GUARD, Guard, Prepared, driver_executemany
-from convmem.profiles.models import Profile, ProfileTrait
+from convmem.profiles.models import Profile
 
-TRAITS = Prepared(
-    select(
-        ProfileTrait.trait_key, ProfileTrait.value, ProfileTrait.updated_at, ProfileTrait.def_key
-    )
-    .where(
-        ProfileTrait.store_id == bindparam("store_id"),
-        ProfileTrait.profile_id == bindparam("profile_id"),
-    )
-    .order_by(ProfileTrait.trait_key)
+# A table of the tests' own with every kind of column type processing the
+# hot statements meet: JSON, UTC datetimes, nullable text.
+PROBE = Table(
+    "prepared_probe",
+    MetaData(),
+    Column("store_id", String(64), primary_key=True),
+    Column("profile_id", String(64), primary_key=True),
+    Column("trait_key", String(130), primary_key=True),
+    Column("group_name", String(64), nullable=False),
+    Column("name", String(64), nullable=False),
+    Column("value", JSONType, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    Column("def_key", String(64)),
 )
+TRAITS = Prepared(
+    select(PROBE.c.trait_key, PROBE.c.value, PROBE.c.updated_at, PROBE.c.def_key)
+    .where(
+        PROBE.c.store_id == bindparam("store_id"),
+        PROBE.c.profile_id == bindparam("profile_id"),
+    )
+    .order_by(PROBE.c.trait_key)
+)
+
+
+@pytest.fixture(autouse=True)
+def _probe_table(db: Database) -> None:
+    PROBE.metadata.create_all(db.engine, checkfirst=True)
+
+
 TOUCH = Prepared(
     update(Profile.__table__)  # type: ignore[arg-type]
     .where(Profile.store_id == bindparam("sid"), Profile.id == bindparam("pid"))
@@ -60,7 +79,7 @@ def test_rows_match_connection_execute(db: Database) -> None:
     store_id, profile_id = "mem_store_" + secrets.token_hex(8), "mem_profile_x"
     now = dt.datetime(2026, 12, 1, 17, 30, 5, 123456, tzinfo=dt.UTC)
     with db.transaction() as session:
-        session.execute(ProfileTrait.__table__.insert(), _rows(store_id, profile_id, now))
+        session.execute(PROBE.insert(), _rows(store_id, profile_id, now))
         fast = TRAITS.all(session, store_id=store_id, profile_id=profile_id)
         slow = list(
             session.connection().execute(
@@ -133,7 +152,7 @@ def test_statement_listeners_see_prepared_statements(db: Database) -> None:
     finally:
         for engine in engines:
             event.remove(engine, "before_cursor_execute", listen)
-    assert any("FROM profile_traits" in statement for statement in seen)
+    assert any("FROM prepared_probe" in statement for statement in seen)
 
 
 def test_expanding_parameters_are_refused(db: Database) -> None:
@@ -178,7 +197,7 @@ def test_a_guard_rides_on_the_first_select_and_leaves_its_rows_alone(db: Databas
         _profile(session, store_id, now)
         # Inserted out of order: the guarded statement must keep its ORDER BY.
         rows = list(reversed(_rows(store_id, "p", now)))
-        session.execute(ProfileTrait.__table__.insert(), rows)
+        session.execute(PROBE.insert(), rows)
         plain = TRAITS.all(session, store_id=store_id, profile_id="p")
         seen = Seen()
         guard = Guard(STILL_THERE, {"guard_store": store_id, "guard_id": "p"}, seen)

@@ -19,7 +19,7 @@ from tests.conftest import Api
 from tests.factories import make_profile, make_store, profiles_url
 
 PROFILES = 100_000
-PROFILE_TABLES = ("profiles", "profile_traits", "profile_identifiers", "profile_merges")
+PROFILE_TABLES = ("profiles", "profile_trait_groups", "profile_identifiers", "profile_merges")
 # Checked on SQLite only: they hold a few rows here, and PostgreSQL's cost-based
 # planner rightly scans a few rows (the indexes are the same on both backends;
 # SQLite's plan shows whether one serves each statement).
@@ -49,6 +49,12 @@ def fill_store(db: Database, store_id: str, count: int = PROFILES) -> None:
     created = ":now" if db.is_sqlite else "CAST(:now AS TIMESTAMPTZ)"
     email = "'bulk' || n || '@example.com'"
     phone = f"'+1555' || {pad(7)}"
+    stamp = ":now" if db.is_sqlite else "CAST(:now AS text)"
+    obj, arr = (
+        ("json_object", "json_array")
+        if db.is_sqlite
+        else ("jsonb_build_object", "jsonb_build_array")
+    )
     statements = [
         f"{series}INSERT INTO profiles (store_id, id, merged_into, created_at, updated_at) "
         f"SELECT :store, {pid}, NULL, {created}, {created} {source}",
@@ -60,14 +66,9 @@ def fill_store(db: Database, store_id: str, count: int = PROFILES) -> None:
         "unique_value, sort_key, fuzzy, block_prefix, block_suffix, created_at) "
         f"SELECT :store, {pid}, 'phone', {phone}, {phone}, 'row_p' || n, false, '155', "
         f"'000', {created} {source}",
-        f"{series}INSERT INTO profile_traits (store_id, profile_id, trait_key, group_name, "
-        "name, value, updated_at) "
-        f"SELECT :store, {pid}, 'Contact.email', 'Contact', 'email', "
-        f"{'json_quote' if db.is_sqlite else 'to_jsonb'}({email}), {created} {source}",
-        f"{series}INSERT INTO profile_traits (store_id, profile_id, trait_key, group_name, "
-        "name, value, updated_at) "
-        f"SELECT :store, {pid}, 'Contact.firstName', 'Contact', 'firstName', "
-        f"{'json_quote' if db.is_sqlite else 'to_jsonb'}('Bulk' || n), {created} {source}",
+        f"{series}INSERT INTO profile_trait_groups (store_id, profile_id, group_name, traits) "
+        f"SELECT :store, {pid}, 'Contact', {obj}('email', {arr}({email}, {stamp}, NULL), "
+        f"'firstName', {arr}('Bulk' || n, {stamp}, NULL)) {source}",
     ]
     with db.transaction() as session:
         for statement in statements:

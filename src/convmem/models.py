@@ -13,7 +13,7 @@ from convmem.memories.models import (
     ObservationRevision,
 )
 from convmem.operations.models import Operation
-from convmem.profiles.models import Profile, ProfileIdentifier, ProfileMerge, ProfileTrait
+from convmem.profiles.models import Profile, ProfileIdentifier, ProfileMerge, ProfileTraitGroup
 from convmem.stores.models import Store
 from convmem.traits.models import TraitDefinition, TraitGroup
 
@@ -35,7 +35,7 @@ __all__ = [
     "ProfileIdentifier",
     "ProfileImport",
     "ProfileMerge",
-    "ProfileTrait",
+    "ProfileTraitGroup",
     "Store",
     "SyncReportLine",
     "TraitDefinition",

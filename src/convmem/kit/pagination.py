@@ -132,13 +132,36 @@ def paginate(
     """Run `stmt` one page at a time, ordered by the unique, sortable `key`.
 
     `scope` names the list; a token issued for another list is refused."""
-    if request.scope is not None and request.scope != scope:
-        raise ValidationFailed("Invalid pageToken: it was issued for another list")
-    ascending = (request.order == "ASC") != request.backwards
+    ascending = _ascending(request, scope)
     if request.key is not None:
         stmt = stmt.where(key > request.key if ascending else key < request.key)
     stmt = stmt.order_by(key.asc() if ascending else key.desc()).limit(request.page_size + 1)
     rows: Sequence[Any] = session.scalars(stmt).all() if scalars else session.execute(stmt).all()
+    return _page(rows, request, key_of, scope)
+
+
+def paginate_items(
+    items: Sequence[R], request: PageRequest, *, key_of: Callable[[R], str], scope: str
+) -> Page[R]:
+    """`paginate` over a list already in memory (a bounded one: a profile's traits)."""
+    ascending = _ascending(request, scope)
+    ordered = sorted(items, key=key_of, reverse=not ascending)
+    if request.key is not None:
+        after = request.key
+        ordered = [i for i in ordered if (key_of(i) > after if ascending else key_of(i) < after)]
+    return _page(ordered[: request.page_size + 1], request, key_of, scope)
+
+
+def _ascending(request: PageRequest, scope: str) -> bool:
+    if request.scope is not None and request.scope != scope:
+        raise ValidationFailed("Invalid pageToken: it was issued for another list")
+    return (request.order == "ASC") != request.backwards
+
+
+def _page(
+    rows: Sequence[Any], request: PageRequest, key_of: Callable[[R], str], scope: str
+) -> Page[R]:
+    """The page out of up to page_size + 1 rows in the direction of travel."""
     more = len(rows) > request.page_size
     items: list[R] = list(rows[: request.page_size])
     if request.backwards:

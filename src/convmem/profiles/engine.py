@@ -20,6 +20,7 @@ from convmem.kit import ids
 from convmem.kit.db import RetryTransaction, utcnow
 from convmem.kit.errors import Conflict, ProfileNotFound
 from convmem.profiles import repository as repo
+from convmem.profiles import trait_values
 from convmem.profiles.rules import Record, StoreSchema
 
 FUZZY_CANDIDATES = 500
@@ -152,10 +153,11 @@ def write(
     created = {p["id"] for p in new_profiles}
     # Unchanged records write nothing (and do not bump updated_at).
     written = [i for i in active if result[i].status != UNCHANGED]
-    upserts = _trait_changes(session, store_id, schema, records, targets, written, now)
+    changes = _trait_changes(session, store_id, schema, records, targets, written, now)
     identifiers, per_type = _identifier_rows(store_id, schema, records, targets, written, now)
+    traits = trait_values.group_rows(store_id, changes)
     # The inserts of the whole batch: one statement on PostgreSQL, three on SQLite.
-    if repo.insert_rows(session, new_profiles, upserts, identifiers):
+    if repo.insert_rows(session, new_profiles, traits, identifiers):
         # New profiles only need trimming when one write brought more values than the limit.
         touched = {
             (p, t)
@@ -207,7 +209,7 @@ def _describe_outcomes(
     existing = [g.canonical for g in groups if g.canonical is not None and not g.merged]
     values: dict[str, dict[str, Any]] = defaultdict(dict)
     if existing:
-        for row in repo.traits_of(session, store_id, existing):
+        for row in trait_values.of(session, store_id, existing):
             if schema.is_live(row.trait_key, row.def_key):
                 values[row.profile_id][row.trait_key] = row.value
     known: dict[str, set[Key]] = defaultdict(set)
@@ -279,8 +281,8 @@ def merge(
     everything else that belongs to a profile; the merged ids become aliases."""
     canonical = group.canonical
     assert canonical is not None
-    traits = repo.traits_of(session, store_id, group.profiles)
-    best: dict[str, Any] = {}
+    traits = trait_values.of(session, store_id, group.profiles)
+    best: dict[str, trait_values.TraitValue] = {}
     # Values of deleted traits are not carried over (they go with the merged profile).
     for row in (r for r in traits if schema.is_live(r.trait_key, r.def_key)):
         current = best.get(row.trait_key)
@@ -291,24 +293,16 @@ def merge(
             or (row.updated_at == current.updated_at and row.profile_id == canonical)
         ):
             best[row.trait_key] = row
-    winners = [
-        {
-            "store_id": store_id,
-            "profile_id": canonical,
-            "trait_key": row.trait_key,
-            "group_name": row.group_name,
-            "name": row.name,
-            "value": row.value,
-            "updated_at": row.updated_at,
-            "def_key": row.def_key,
-        }
-        for row in best.values()
-        if row.profile_id != canonical
-    ]
+    winners: trait_values.Changes = {}
+    for row in best.values():
+        if row.profile_id != canonical:
+            winners.setdefault((canonical, row.group_name), {})[row.name] = (
+                row.value,
+                row.updated_at,
+                row.def_key,
+            )
     for merged in group.merged:
-        repo.delete_traits(
-            session, store_id, merged, [r.trait_key for r in traits if r.profile_id == merged]
-        )
+        trait_values.remove_all(session, store_id, merged)
         repo.move_identifiers(session, store_id, merged, canonical)
         repo.repoint(session, store_id, merged, canonical)
         repo.mark_merged(session, store_id, merged, canonical, now)
@@ -323,7 +317,7 @@ def merge(
                 "merged_at": now,
             },
         )
-    repo.upsert_traits(session, winners)
+    trait_values.upsert(session, store_id, winners)
     enforce_limits(session, store_id, schema, {(canonical, t) for t in schema.configs})
 
 
@@ -335,34 +329,28 @@ def _trait_changes(
     targets: list[str],
     written: list[int],
     now: dt.datetime,
-) -> list[dict[str, Any]]:
-    """Deletes the traits set to null; returns the rows to upsert (later records
-    win over earlier ones for the same profile and trait)."""
-    upserts: dict[tuple[str, str], dict[str, Any]] = {}
-    deletes: dict[str, set[str]] = {}
+) -> trait_values.Changes:
+    """Removes the traits set to null; returns the values to write (later
+    records win over earlier ones for the same profile and trait)."""
+    changes: trait_values.Changes = {}
+    removed: dict[tuple[str, str, str], None] = {}  # ordered, for a stable statement order
+    def_keys = schema.def_keys
     for index in written:
-        record, profile_id = records[index], targets[index]
-        for w in record.writes:
+        profile_id = targets[index]
+        for w in records[index].writes:
             if w.value is None:
-                upserts.pop((profile_id, w.key), None)
-                deletes.setdefault(profile_id, set()).add(w.key)
+                entries = changes.get((profile_id, w.group))
+                if entries is not None:
+                    entries.pop(w.name, None)
+                removed[(profile_id, w.group, w.name)] = None
                 continue
-            if profile_id in deletes:
-                deletes[profile_id].discard(w.key)
-            upserts[(profile_id, w.key)] = {
-                "store_id": store_id,
-                "profile_id": profile_id,
-                "trait_key": w.key,
-                "group_name": w.group,
-                "name": w.name,
-                "value": w.value,
-                "updated_at": now,
-                "def_key": schema.def_keys[w.key],
-            }
-    for profile_id, keys in deletes.items():
-        if keys:
-            repo.delete_traits(session, store_id, profile_id, keys)
-    return list(upserts.values())
+            removed.pop((profile_id, w.group, w.name), None)
+            entries = changes.get((profile_id, w.group))
+            if entries is None:
+                entries = changes[(profile_id, w.group)] = {}
+            entries[w.name] = (w.value, now, def_keys[w.key])
+    trait_values.remove(session, store_id, removed)
+    return {key: entries for key, entries in changes.items() if entries}
 
 
 def identifier_row(

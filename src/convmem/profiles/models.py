@@ -27,23 +27,26 @@ class Profile(Base):
     updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
 
 
-class ProfileTrait(Base):
-    __tablename__ = "profile_traits"
+class ProfileTraitGroup(Base):
+    """A profile's trait values of one trait group, as one JSON object:
+    `{trait name: [value, updated_at, def_key]}`.
+
+    One row per group instead of one per value: an import or a create writes a
+    B-tree entry per group, not per trait (measured on SQLite: 20 -> 4 µs per
+    profile of six traits). `updated_at` is UTC text (`YYYY-MM-DD HH:MM:SS.ffffff`),
+    which sorts as it compares. `def_key` is the sort_key of the trait
+    definition the value was written under: a value is live only while that
+    very definition exists, so a deleted trait's values vanish from reads at
+    once (a background job removes them later) and a trait created again under
+    the same name starts empty."""
+
+    __tablename__ = "profile_trait_groups"
     __table_args__ = {"sqlite_with_rowid": False}
 
     store_id: Mapped[str] = mapped_column(String(64), primary_key=True)
     profile_id: Mapped[str] = mapped_column(String(64), primary_key=True)
-    # "<group>.<trait>": one sortable key for paging (trait names have no dots).
-    trait_key: Mapped[str] = mapped_column(String(130), primary_key=True)
-    group_name: Mapped[str] = mapped_column(String(64))
-    name: Mapped[str] = mapped_column(String(64))
-    value: Mapped[Any] = mapped_column(JSONType)
-    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
-    # The sort_key of the trait definition the value was written under. A value
-    # is live only while that very definition exists: a deleted trait's values
-    # vanish from reads at once (a background job removes them later), and a
-    # trait created again under the same name starts empty.
-    def_key: Mapped[str | None] = mapped_column(String(64))
+    group_name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    traits: Mapped[dict[str, Any]] = mapped_column(JSONType)
 
 
 class ProfileIdentifier(Base):

@@ -6,7 +6,7 @@ import datetime as dt
 import hashlib
 from collections.abc import Iterable, Sequence
 from functools import cache, lru_cache
-from typing import Any, cast
+from typing import Any, NamedTuple, cast
 
 import orjson
 from sqlalchemy import (
@@ -30,8 +30,8 @@ from sqlalchemy.orm import Session
 
 from convmem.kit.db import Base, UTCDateTime, affected, core, is_postgres
 from convmem.kit.prepared import Prepared, driver_executemany
-from convmem.profiles.models import Profile, ProfileIdentifier, ProfileMerge, ProfileTrait
-from convmem.traits.models import TraitDefinition
+from convmem.profiles import trait_values
+from convmem.profiles.models import Profile, ProfileIdentifier, ProfileMerge, ProfileTraitGroup
 
 Key = tuple[str, str]
 
@@ -181,119 +181,48 @@ def touch(session: Session, store_id: str, ids: Iterable[str], now: Any) -> None
     _TOUCH_ONE.execute_many(session, [{"sid": store_id, "pid": pid, "now": now} for pid in ids])
 
 
-# What every statement writing trait values or identifiers conflicts on, and
-# what a trait write overwrites (one definition for all backends and paths).
-_TRAIT_KEY = ("store_id", "profile_id", "trait_key")
-_TRAIT_OVERWRITES = ("value", "updated_at", "def_key")
+# What an identifier insert conflicts on: a value the profile already has stays.
 _IDENTIFIER_KEY = ("store_id", "profile_id", "id_type", "value")
-_TRAIT_CONFLICT_SQL = f"ON CONFLICT ({', '.join(_TRAIT_KEY)}) DO UPDATE SET " + ", ".join(
-    f"{name} = excluded.{name}" for name in _TRAIT_OVERWRITES
-)
 _IDENTIFIER_CONFLICT_SQL = f"ON CONFLICT ({', '.join(_IDENTIFIER_KEY)}) DO NOTHING"
 
 
-@cache
-def _upsert_traits(postgres: bool) -> Any:
-    insert_ = postgresql.insert if postgres else sqlite.insert
-    stmt = insert_(ProfileTrait.__table__)  # type: ignore[arg-type]
-    return stmt.on_conflict_do_update(
-        index_elements=list(_TRAIT_KEY),
-        set_={name: stmt.excluded[name] for name in _TRAIT_OVERWRITES},
-    )
-
-
-def upsert_traits(session: Session, rows: list[dict[str, Any]]) -> None:
-    """Insert or overwrite trait values (one statement for the whole batch)."""
-    if rows:
-        core(session).execute(_upsert_traits(is_postgres(session)), rows)
-
-
-def delete_traits(session: Session, store_id: str, profile_id: str, keys: Iterable[str]) -> None:
-    keys = list(keys)
-    if keys:
-        core(session).execute(
-            delete(ProfileTrait).where(
-                ProfileTrait.store_id == store_id,
-                ProfileTrait.profile_id == profile_id,
-                ProfileTrait.trait_key.in_(keys),
-            )
-        )
-
-
-_TRAIT_COLUMNS = (
-    ProfileTrait.profile_id,
-    ProfileTrait.trait_key,
-    ProfileTrait.group_name,
-    ProfileTrait.name,
-    ProfileTrait.value,
-    ProfileTrait.updated_at,
-    ProfileTrait.def_key,
-)
-
-
-_TRAITS_OF_ONE = Prepared(
-    select(*_TRAIT_COLUMNS)
-    .where(
-        ProfileTrait.store_id == bindparam("store_id"),
-        ProfileTrait.profile_id == bindparam("profile_id"),
-    )
-    .order_by(ProfileTrait.trait_key)
-)
-
-
-def traits_of(
-    session: Session, store_id: str, profile_ids: Iterable[str], groups: Sequence[str] | None = None
-) -> list[Row[Any]]:
-    profile_ids = list(profile_ids)
-    if len(profile_ids) == 1 and groups is None:
-        return _TRAITS_OF_ONE.all(session, store_id=store_id, profile_id=profile_ids[0])
-    query = select(*_TRAIT_COLUMNS).where(
-        ProfileTrait.store_id == store_id, ProfileTrait.profile_id.in_(profile_ids)
-    )
-    if groups is not None:
-        query = query.where(ProfileTrait.group_name.in_(list(groups)))
-    return list(core(session).execute(query.order_by(ProfileTrait.trait_key)))
-
-
 _PROFILE_WITH_TRAITS = Prepared(
-    select(Profile.id, Profile.merged_into, Profile.created_at, *_TRAIT_COLUMNS[1:])
+    select(
+        Profile.id,
+        Profile.merged_into,
+        Profile.created_at,
+        ProfileTraitGroup.group_name,
+        ProfileTraitGroup.traits,
+    )
     .select_from(Profile)
     .outerjoin(
-        ProfileTrait,
-        and_(ProfileTrait.store_id == Profile.store_id, ProfileTrait.profile_id == Profile.id),
+        ProfileTraitGroup,
+        and_(
+            ProfileTraitGroup.store_id == Profile.store_id,
+            ProfileTraitGroup.profile_id == Profile.id,
+        ),
     )
     .where(Profile.store_id == bindparam("store_id"), Profile.id == bindparam("profile_id"))
-    .order_by(ProfileTrait.trait_key)
+    .order_by(ProfileTraitGroup.group_name)
 )
 
 
-def profile_with_traits(session: Session, store_id: str, profile_id: str) -> tuple[Any, list[Any]]:
-    """A profile (as `get` gives it, None when absent) and its trait rows, in
+class _GroupRow(NamedTuple):
+    profile_id: str
+    group_name: str
+    traits: dict[str, Any]
+
+
+def profile_with_traits(
+    session: Session, store_id: str, profile_id: str
+) -> tuple[Any, list[trait_values.TraitValue]]:
+    """A profile (as `get` gives it, None when absent) and its trait values, in
     one round trip: the hot path of a profile fetch."""
     rows = _PROFILE_WITH_TRAITS.all(session, store_id=store_id, profile_id=profile_id)
     if not rows:
         return None, []
-    return rows[0], [row for row in rows if row.trait_key is not None]
-
-
-def traits_query(store_id: str, profile_id: str, groups: Sequence[str] | None) -> Select[Any]:
-    """A profile's live trait values (those of trait definitions that exist now)."""
-    query = (
-        select(ProfileTrait)
-        .join(
-            TraitDefinition,
-            and_(
-                TraitDefinition.store_id == ProfileTrait.store_id,
-                TraitDefinition.group_name == ProfileTrait.group_name,
-                TraitDefinition.name == ProfileTrait.name,
-                TraitDefinition.sort_key == ProfileTrait.def_key,
-            ),
-        )
-        .where(ProfileTrait.store_id == store_id, ProfileTrait.profile_id == profile_id)
-    )
-    if groups is not None:
-        query = query.where(ProfileTrait.group_name.in_(list(groups)))
-    return query
+    groups = [_GroupRow(r.id, r.group_name, r.traits) for r in rows if r.group_name is not None]
+    return rows[0], trait_values.expand(groups)
 
 
 def identifiers_of(
@@ -370,7 +299,7 @@ def move_identifiers(session: Session, store_id: str, source: str, target: str) 
 def profile_scoped_tables() -> list[Table]:
     """Other tables holding rows of a profile (observations, summaries, ...):
     a merge re-points them at the canonical profile."""
-    own = {"profiles", "profile_traits", "profile_identifiers", "profile_merges"}
+    own = {"profiles", "profile_trait_groups", "profile_identifiers", "profile_merges"}
     return [
         t
         for t in Base.metadata.sorted_tables
@@ -410,7 +339,7 @@ def list_query(store_id: str) -> Select[Any]:
 
 
 def delete_profile(session: Session, store_id: str, profile_id: str) -> None:
-    for model in (ProfileTrait, ProfileIdentifier):
+    for model in (ProfileTraitGroup, ProfileIdentifier):
         session.execute(
             delete(model).where(model.store_id == store_id, model.profile_id == profile_id)
         )
@@ -432,7 +361,7 @@ def refresh_statistics(session: Session) -> None:
     until then it may filter a store's whole identifier index instead of
     searching it (seen: 0.6 s per batch look-up at 200k profiles)."""
     if is_postgres(session):
-        session.execute(text("ANALYZE profiles, profile_identifiers, profile_traits"))
+        session.execute(text("ANALYZE profiles, profile_identifiers, profile_trait_groups"))
 
 
 def shared_value(session: Session, store_id: str, id_type: str) -> str | None:
@@ -501,40 +430,6 @@ def set_identifier_flags(
         core(session).execute(_SET_FLAGS, params)
 
 
-def trait_window(
-    session: Session, store_id: str, after: tuple[str, str] | None, limit: int
-) -> list[Row[Any]]:
-    """The next `limit` trait values of a store in primary-key order."""
-    query = select(ProfileTrait.profile_id, ProfileTrait.trait_key, ProfileTrait.def_key).where(
-        ProfileTrait.store_id == store_id
-    )
-    if after is not None:
-        query = query.where(
-            tuple_(ProfileTrait.profile_id, ProfileTrait.trait_key) > tuple_(*after)
-        )
-    order = (ProfileTrait.profile_id, ProfileTrait.trait_key)
-    return list(core(session).execute(query.order_by(*order).limit(limit)))
-
-
-_DELETE_TRAIT = delete(ProfileTrait.__table__).where(  # type: ignore[arg-type]
-    ProfileTrait.store_id == bindparam("sid"),
-    ProfileTrait.profile_id == bindparam("pid"),
-    ProfileTrait.trait_key == bindparam("key"),
-    ProfileTrait.def_key == bindparam("def_key"),
-)
-
-
-def delete_trait_rows(session: Session, store_id: str, rows: Sequence[Row[Any]]) -> int:
-    params = [
-        {"sid": store_id, "pid": r.profile_id, "key": r.trait_key, "def_key": r.def_key}
-        for r in rows
-    ]
-    if not params:
-        return 0
-    core(session).execute(_DELETE_TRAIT, params)
-    return len(params)
-
-
 # PostgreSQL: the inserts of a write in one round trip, as data-modifying CTEs
 # reading their rows from JSON parameters. ON CONFLICT keeps the semantics of
 # the separate statements (traits overwrite, known identifiers stay). Built
@@ -560,8 +455,8 @@ def _insert_rows_pg() -> Any:
 WITH
 p AS ({_from_json(Profile.__table__, "profiles")}),
 t AS (
-  {_from_json(ProfileTrait.__table__, "traits")}
-  {_TRAIT_CONFLICT_SQL}
+  {_from_json(ProfileTraitGroup.__table__, "traits")}
+  {trait_values.POSTGRES_CONFLICT}
 ),
 i AS (
   {_from_json(ProfileIdentifier.__table__, "identifiers")}
@@ -586,8 +481,8 @@ def insert_rows(
     traits: list[dict[str, Any]],
     identifiers: list[dict[str, Any]],
 ) -> int:
-    """Insert new profiles, upsert traits, add identifiers; returns how many
-    identifiers were new."""
+    """Insert new profiles, merge trait values in (`trait_values.group_rows`),
+    add identifiers; returns how many identifiers were new."""
     if is_postgres(session):
         params = {
             "profiles": _json_rows(profiles),
@@ -596,7 +491,7 @@ def insert_rows(
         }
         return int(_INSERT_ROWS_PG.all(session, **params)[0][0])
     _sqlite_insert(session, Profile.__table__, profiles, "")
-    _sqlite_insert(session, ProfileTrait.__table__, traits, _TRAIT_CONFLICT_SQL)
+    _sqlite_insert(session, ProfileTraitGroup.__table__, traits, trait_values.SQLITE_CONFLICT)
     return _sqlite_insert(
         session, ProfileIdentifier.__table__, identifiers, _IDENTIFIER_CONFLICT_SQL
     )

@@ -6,7 +6,7 @@ from typing import Annotated, Any
 from pydantic import BaseModel, Field
 
 from convmem.kit.schemas import Accepted, Meta, RequestModel, timestamp
-from convmem.profiles.models import ProfileTrait
+from convmem.profiles.trait_values import TraitValue
 
 IdType = Annotated[str, Field(min_length=2, max_length=30)]
 Value = Annotated[str, Field(max_length=255)]
@@ -81,7 +81,7 @@ def profile_json(profile: Any, traits: Sequence[Any]) -> dict[str, Any]:
     return {"id": profile.id, "createdAt": timestamp(profile.created_at), "traits": groups}
 
 
-def trait_json(row: ProfileTrait) -> dict[str, Any]:
+def trait_json(row: TraitValue) -> dict[str, Any]:
     return {
         "name": row.name,
         "value": row.value,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from sqlalchemy.engine import Row
@@ -11,10 +12,10 @@ from convmem.identity import rules as id_rules
 from convmem.identity.normalize import normalize_field
 from convmem.kit import ids
 from convmem.kit.errors import Conflict, ProfileMoved, ProfileNotFound, ValidationFailed
-from convmem.kit.pagination import Page, PageRequest, paginate
-from convmem.profiles import engine, store_schema
+from convmem.kit.pagination import Page, PageRequest, paginate, paginate_items
+from convmem.profiles import engine, store_schema, trait_values
 from convmem.profiles import repository as repo
-from convmem.profiles.models import Profile, ProfileTrait
+from convmem.profiles.models import Profile
 from convmem.profiles.rules import (
     Record,
     StoreSchema,
@@ -95,14 +96,14 @@ def delete(session: Session, *, store: StoreRef, profile_id: str) -> None:
 
 def read(
     session: Session, *, store: StoreRef, profile_id: str, groups: list[str] | None
-) -> tuple[Row[Any], list[Row[Any]]]:
+) -> tuple[Row[Any], list[trait_values.TraitValue]]:
     if groups is None:  # the common case: the profile and its traits in one query
         check_id(profile_id)
         profile, traits = repo.profile_with_traits(session, store.id, profile_id)
         _require_canonical(profile, profile_id)
     else:
         profile = get_canonical(session, store=store, profile_id=profile_id)
-        traits = repo.traits_of(session, store.id, [profile.id], groups)
+        traits = trait_values.of(session, store.id, [profile.id], groups)
     schema = store_schema.load(session, store)
     return profile, [t for t in traits if schema.is_live(t.trait_key, t.def_key)]
 
@@ -125,18 +126,18 @@ def list_traits(
     profile_id: str,
     groups: list[str] | None,
     page: PageRequest,
-) -> Page[ProfileTrait]:
+) -> Page[trait_values.TraitValue]:
     profile = get_canonical(session, store=store, profile_id=profile_id)
     if page.page_size > MAX_TRAITS_PAGE:  # the response holds at most 100 traits
-        page = PageRequest(MAX_TRAITS_PAGE, page.order, page.key, page.backwards)
-    return paginate(
-        session,
-        repo.traits_query(store.id, profile.id, groups),
-        ProfileTrait.trait_key,
-        page,
-        key_of=lambda row: row.trait_key,
-        scope="traits",
-    )
+        page = dataclasses.replace(page, page_size=MAX_TRAITS_PAGE)
+    schema = store_schema.load(session, store)
+    # A profile holds at most 50 groups of 95 traits: paged in memory.
+    live = [
+        t
+        for t in trait_values.of(session, store.id, [profile.id], groups)
+        if schema.is_live(t.trait_key, t.def_key)
+    ]
+    return paginate_items(live, page, key_of=lambda t: t.trait_key, scope="traits")
 
 
 def configured(schema: StoreSchema, field: str, id_type: str) -> None:

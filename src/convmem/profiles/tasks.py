@@ -8,12 +8,14 @@ the last committed step ended.
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from sqlalchemy.orm import Session
 
 from convmem.identity import service as identity
 from convmem.operations.jobs import JobContext, JobHandlers
 from convmem.profiles import repository as repo
+from convmem.profiles import trait_values
 from convmem.profiles.store_schema import id_config
 from convmem.traits.service import PURGE_VALUES_KIND
 
@@ -29,21 +31,34 @@ def purge_trait_values(ctx: JobContext) -> None:
     dead = set(ctx.payload["defKeys"])
     window = ctx.batch_size * _READ_FACTOR
     while True:
-        cursor = ctx.checkpoint.get("cursor")
         with ctx.step() as session:
-            rows = repo.trait_window(
-                session, ctx.store_id, (cursor[0], cursor[1]) if cursor else None, window
+            rows = trait_values.window(session, ctx.store_id, _after(ctx.checkpoint), window)
+            doomed = [v for v in trait_values.expand(rows) if v.def_key in dead]
+            trait_values.remove(
+                session,
+                ctx.store_id,
+                [(v.profile_id, v.group_name, v.name) for v in doomed],
+                def_keys=[v.def_key for v in doomed],
             )
-            doomed = [row for row in rows if row.def_key in dead]
-            deleted = repo.delete_trait_rows(session, ctx.store_id, doomed)
-            ctx.checkpoint["deleted"] = ctx.checkpoint.get("deleted", 0) + deleted
+            ctx.checkpoint["deleted"] = ctx.checkpoint.get("deleted", 0) + len(doomed)
             if rows:
-                ctx.checkpoint["cursor"] = [rows[-1].profile_id, rows[-1].trait_key]
+                ctx.checkpoint["groupCursor"] = [rows[-1].profile_id, rows[-1].group_name]
             if len(rows) < window:
                 ctx.finish(resource_id=ctx.payload["group"], result_path=ctx.payload["resultPath"])
         if ctx.finished:
             break
     log.info("trait values purged", extra={"operation": ctx.op_id, **ctx.checkpoint})
+
+
+def _after(checkpoint: dict[str, Any]) -> tuple[str, str] | None:
+    """Where a purge goes on: after (profile_id, group_name). A job saved
+    before values were stored per group has a (profile_id, trait key) "cursor":
+    it goes on with that profile's groups (removing a value is idempotent)."""
+    if cursor := checkpoint.get("groupCursor"):
+        return (cursor[0], cursor[1])
+    if cursor := checkpoint.get("cursor"):
+        return (cursor[0], "")
+    return None
 
 
 def reindex_identifiers(ctx: JobContext) -> None:
