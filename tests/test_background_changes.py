@@ -112,14 +112,16 @@ def test_merges_do_not_carry_values_of_deleted_traits(api: Api, db: Database) ->
 
 
 def unique_values(db: Database, store_id: str, id_type: str) -> list[str | None]:
+    """Per stored identifier: its value when it is claimed store-wide (scope ""),
+    None when it is held per profile (scope = its profile's id)."""
     with db.transaction(write=False) as session:
-        return list(
-            session.scalars(
-                select(ProfileIdentifier.unique_value).where(
-                    ProfileIdentifier.store_id == store_id, ProfileIdentifier.id_type == id_type
-                )
-            )
-        )
+        rows = session.execute(
+            select(
+                ProfileIdentifier.value, ProfileIdentifier.scope, ProfileIdentifier.profile_id
+            ).where(ProfileIdentifier.store_id == store_id, ProfileIdentifier.id_type == id_type)
+        ).all()
+    assert all(scope in ("", profile_id) for _, scope, profile_id in rows)
+    return [value if scope == "" else None for value, scope, _ in rows]
 
 
 def put_config(api: Api, store_id: str, id_type: str, **changes: Any) -> Any:

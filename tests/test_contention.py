@@ -108,7 +108,7 @@ def test_a_writer_waiting_on_a_lock_sees_what_its_holder_committed(db: Database)
         "profile_id": "mem_profile_first",
         "id_type": key[0],
         "value": key[1],
-        "unique_value": None,
+        "scope": "mem_profile_first",
         "sort_key": "a",
         "fuzzy": False,
         "block_prefix": "",

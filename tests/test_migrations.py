@@ -209,3 +209,67 @@ def test_trait_values_move_into_one_row_per_group_and_back(fresh_db: Database) -
         command.downgrade(_config(conn), "0011")
         conn.commit()
     assert _old_values(db) == before
+
+
+IDENTIFIERS = [
+    # (profile, idType, value, unique_value)
+    ("p1", "email", "a@example.com", "a@example.com"),
+    ("p1", "phone", "+14155550100", None),
+    ("p2", "phone", "+14155550100", None),  # shared: its idType is not unique
+    ("p2", "chat", "c-2", "c-2"),
+]
+
+
+def _identifier_rows(db: Database, column: str) -> list[tuple[Any, ...]]:
+    with db.engine.connect() as conn:
+        return [
+            tuple(r)
+            for r in conn.execute(
+                text(
+                    f"SELECT profile_id, id_type, value, {column}, sort_key, fuzzy, "
+                    "block_prefix, block_suffix FROM profile_identifiers "
+                    "ORDER BY profile_id, id_type, value"
+                )
+            )
+        ]
+
+
+def test_identifier_scope_replaces_unique_value_and_back(fresh_db: Database) -> None:
+    """Migration 0013: a unique value becomes scope "", a shared one its
+    profile's id; the one index still refuses a second holder of a unique
+    value and still lets profiles share the others; the downgrade restores
+    the rows as they were."""
+    db = fresh_db
+    migrate.upgrade(db, "0012")
+    stamp = "'2026-01-01 00:00:00.000000'" + ("" if db.is_sqlite else "::timestamptz")
+    with db.engine.begin() as conn:
+        for n, (pid, id_type, value, unique) in enumerate(IDENTIFIERS):
+            conn.execute(
+                text(
+                    "INSERT INTO profile_identifiers VALUES "
+                    f"('s', :pid, :t, :v, :u, :k, true, 'abc', 'xyz', {stamp})"
+                ),
+                {"pid": pid, "t": id_type, "v": value, "u": unique, "k": f"k{n}"},
+            )
+    before = _identifier_rows(db, "unique_value")
+    migrate.upgrade(db, "0013")
+    assert [r[:4] for r in _identifier_rows(db, "scope")] == [
+        (pid, id_type, value, "" if unique else pid)
+        for pid, id_type, value, unique in sorted(IDENTIFIERS)
+    ]
+    assert [r[4:] for r in _identifier_rows(db, "scope")] == [r[4:] for r in before]
+    insert = text(  # PostgreSQL added the column last: name them
+        "INSERT INTO profile_identifiers (store_id, profile_id, id_type, value, scope, "
+        "sort_key, fuzzy, block_prefix, block_suffix, created_at) VALUES "
+        f"('s', :pid, :t, :v, :scope, 'k9', false, 'abc', 'xyz', {stamp})"
+    )
+    with db.engine.begin() as conn:  # one more profile may share the phone
+        conn.execute(insert, {"pid": "p3", "t": "phone", "v": "+14155550100", "scope": "p3"})
+    with pytest.raises(Exception, match=r"(?i)unique"), db.engine.begin() as conn:
+        conn.execute(insert, {"pid": "p3", "t": "email", "v": "a@example.com", "scope": ""})
+    with db.engine.begin() as conn:
+        conn.execute(text("DELETE FROM profile_identifiers WHERE profile_id = 'p3'"))
+    with db.engine.connect() as conn:
+        command.downgrade(_config(conn), "0012")
+        conn.commit()
+    assert _identifier_rows(db, "unique_value") == before

@@ -59,12 +59,12 @@ def fill_store(db: Database, store_id: str, count: int = PROFILES) -> None:
         f"{series}INSERT INTO profiles (store_id, id, merged_into, created_at, updated_at) "
         f"SELECT :store, {pid}, NULL, {created}, {created} {source}",
         f"{series}INSERT INTO profile_identifiers (store_id, profile_id, id_type, value, "
-        "unique_value, sort_key, fuzzy, block_prefix, block_suffix, created_at) "
-        f"SELECT :store, {pid}, 'email', {email}, {email}, 'row_' || n, false, 'bul', 'com', "
+        "scope, sort_key, fuzzy, block_prefix, block_suffix, created_at) "
+        f"SELECT :store, {pid}, 'email', {email}, '', 'row_' || n, false, 'bul', 'com', "
         f"{created} {source}",
         f"{series}INSERT INTO profile_identifiers (store_id, profile_id, id_type, value, "
-        "unique_value, sort_key, fuzzy, block_prefix, block_suffix, created_at) "
-        f"SELECT :store, {pid}, 'phone', {phone}, {phone}, 'row_p' || n, false, '155', "
+        "scope, sort_key, fuzzy, block_prefix, block_suffix, created_at) "
+        f"SELECT :store, {pid}, 'phone', {phone}, '', 'row_p' || n, false, '155', "
         f"'000', {created} {source}",
         f"{series}INSERT INTO profile_trait_groups (store_id, profile_id, group_name, traits) "
         f"SELECT :store, {pid}, 'Contact', {obj}('email', {arr}({email}, {stamp}, NULL), "

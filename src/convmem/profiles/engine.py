@@ -369,7 +369,7 @@ def identifier_row(
         "profile_id": profile_id,
         "id_type": id_type,
         "value": value,
-        "unique_value": value if config.unique else None,
+        "scope": repo.unique_scope(config.unique, profile_id),
         "sort_key": sort_key or ids.new_id(ids.ROW),
         "fuzzy": config.fuzzy,
         "block_prefix": prefix,

@@ -52,17 +52,20 @@ class ProfileTraitGroup(Base):
 class ProfileIdentifier(Base):
     __tablename__ = "profile_identifiers"
     __table_args__ = (
-        # Covering (profile_id included) so SQLite prefers it to the primary key.
-        Index("ix_profile_identifiers_lookup", "store_id", "id_type", "value", "profile_id"),
-        # At most one profile per value of an idType with enforceUnique
-        # (unique_value is NULL for the others, and those rows stay out of it).
+        # One index for look-ups and uniqueness. `scope` is "" for the values of
+        # an idType with enforceUnique (so at most one profile holds a value)
+        # and the holder's profile id otherwise (any number of profiles may).
+        # Look-ups search its (store_id, id_type, value) prefix; profile_id
+        # rides along (SQLite: a WITHOUT ROWID index holds the primary key;
+        # PostgreSQL: INCLUDE), so they never read the table.
         Index(
-            "uq_profile_identifiers_unique",
+            "uq_profile_identifiers_value",
             "store_id",
             "id_type",
-            "unique_value",
+            "value",
+            "scope",
             unique=True,
-            **partial("unique_value IS NOT NULL"),
+            postgresql_include=["profile_id"],
         ),
         Index(
             "ix_profile_identifiers_block_prefix",
@@ -85,7 +88,7 @@ class ProfileIdentifier(Base):
     profile_id: Mapped[str] = mapped_column(String(64), primary_key=True)
     id_type: Mapped[str] = mapped_column(String(30), primary_key=True)
     value: Mapped[str] = mapped_column(String(255), primary_key=True)
-    unique_value: Mapped[str | None] = mapped_column(String(255))
+    scope: Mapped[str] = mapped_column(String(64))  # "" or profile_id: see the index
     # Creation-ordered (UUIDv7); values of an idType are listed and evicted in this order.
     sort_key: Mapped[str] = mapped_column(String(64))
     fuzzy: Mapped[bool] = mapped_column(default=False)

@@ -181,6 +181,12 @@ def touch(session: Session, store_id: str, ids: Iterable[str], now: Any) -> None
     _TOUCH_ONE.execute_many(session, [{"sid": store_id, "pid": pid, "now": now} for pid in ids])
 
 
+def unique_scope(unique: bool, profile_id: str) -> str:
+    """An identifier row's `scope`: "" claims its value for the whole store
+    (enforceUnique), the holder's id shares it with any other profile."""
+    return "" if unique else profile_id
+
+
 # What an identifier insert conflicts on: a value the profile already has stays.
 _IDENTIFIER_KEY = ("store_id", "profile_id", "id_type", "value")
 _IDENTIFIER_CONFLICT_SQL = f"ON CONFLICT ({', '.join(_IDENTIFIER_KEY)}) DO NOTHING"
@@ -284,7 +290,8 @@ def move_identifiers(session: Session, store_id: str, source: str, target: str) 
                 "profile_id": target,
                 "id_type": r.id_type,
                 "value": r.value,
-                "unique_value": r.unique_value,
+                # A value held store-wide stays so; one held per profile moves.
+                "scope": r.scope and target,
                 "sort_key": r.sort_key,
                 "fuzzy": r.fuzzy,
                 "block_prefix": r.block_prefix,
@@ -384,7 +391,7 @@ def identifier_window(
         ProfileIdentifier.profile_id,
         ProfileIdentifier.value,
         ProfileIdentifier.fuzzy,
-        ProfileIdentifier.unique_value,
+        ProfileIdentifier.scope,
     ).where(ProfileIdentifier.store_id == store_id, ProfileIdentifier.id_type == id_type)
     if after is not None:
         query = query.where(
@@ -402,7 +409,7 @@ _SET_FLAGS = (
         ProfileIdentifier.id_type == bindparam("tid"),
         ProfileIdentifier.value == bindparam("val"),
     )
-    .values(fuzzy=bindparam("fuzzy"), unique_value=bindparam("unique"))
+    .values(fuzzy=bindparam("fuzzy"), scope=bindparam("scope"))
 )
 
 
@@ -422,7 +429,7 @@ def set_identifier_flags(
             "tid": id_type,
             "val": row.value,
             "fuzzy": fuzzy,
-            "unique": row.value if unique else None,
+            "scope": unique_scope(unique, row.profile_id),
         }
         for row in rows
     ]

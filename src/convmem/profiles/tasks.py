@@ -93,7 +93,8 @@ def _reindex_window(
     stale = [
         row
         for row in rows
-        if row.fuzzy != wanted.fuzzy or row.unique_value != (row.value if wanted.unique else None)
+        if row.fuzzy != wanted.fuzzy
+        or row.scope != repo.unique_scope(wanted.unique, row.profile_id)
     ]
     repo.set_identifier_flags(
         session, ctx.store_id, id_type, stale, fuzzy=wanted.fuzzy, unique=wanted.unique
