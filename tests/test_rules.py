@@ -139,3 +139,32 @@ def test_normalization() -> None:
     for bad, how in (("nope", "phone"), ("a.b", "email"), ("   ", "trim")):
         with pytest.raises(InvalidIdentifier):
             normalize(bad, how)
+
+
+def test_the_plus_one_fast_path_agrees_with_phonenumbers() -> None:
+    """`normalize_phone` answers "+1" and ten digits without phonenumbers;
+    phonenumbers must find every such number possible and format it the
+    same, whatever its area code and exchange digits (0 and 1 included)."""
+    import random
+
+    import phonenumbers
+
+    from convmem.identity.normalize import normalize_phone
+
+    rng = random.Random(5)
+    for area in range(10):
+        for exchange in range(10):
+            for _ in range(20):
+                digits = f"{area}{rng.randrange(100):02d}{exchange}{rng.randrange(10**6):06d}"
+                number = phonenumbers.parse("+1" + digits, None)
+                assert phonenumbers.is_possible_number(number)
+                expected = phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+                assert normalize_phone("+1" + digits) == expected
+                if not digits.startswith("00"):  # "00" is the international prefix
+                    assert normalize_phone(digits) == expected  # ten digits: a US number
+    # Anything else still goes through phonenumbers: eleven digits after +1
+    # are not a possible number.
+    from convmem.identity.normalize import InvalidIdentifier
+
+    with pytest.raises(InvalidIdentifier, match="not a possible phone number"):
+        normalize_phone("+1 317 555 12345")

@@ -363,7 +363,7 @@ def identifier_row(
 ) -> dict[str, Any]:
     id_type, value = key
     config = schema.configs[id_type]
-    prefix, suffix = blocking_keys(value)
+    prefix, suffix = repo.block_keys(config.fuzzy, value)
     return {
         "store_id": store_id,
         "profile_id": profile_id,

@@ -28,6 +28,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import CursorResult, Row
 from sqlalchemy.orm import Session
 
+from convmem.identity.normalize import blocking_keys
 from convmem.kit.db import Base, UTCDateTime, affected, core, is_postgres
 from convmem.kit.prepared import Prepared, driver_executemany
 from convmem.profiles import trait_values
@@ -185,6 +186,13 @@ def unique_scope(unique: bool, profile_id: str) -> str:
     """An identifier row's `scope`: "" claims its value for the whole store
     (enforceUnique), the holder's id shares it with any other profile."""
     return "" if unique else profile_id
+
+
+def block_keys(fuzzy: bool, value: str) -> tuple[str, str]:
+    """An identifier row's (block_prefix, block_suffix): only fuzzy idTypes'
+    rows are in the blocking indexes (partial on `fuzzy`), so only theirs
+    are computed; the reindex job computes them when an idType turns fuzzy."""
+    return blocking_keys(value) if fuzzy else ("", "")
 
 
 # What an identifier insert conflicts on: a value the profile already has stays.
@@ -409,7 +417,12 @@ _SET_FLAGS = (
         ProfileIdentifier.id_type == bindparam("tid"),
         ProfileIdentifier.value == bindparam("val"),
     )
-    .values(fuzzy=bindparam("fuzzy"), scope=bindparam("scope"))
+    .values(
+        fuzzy=bindparam("fuzzy"),
+        scope=bindparam("scope"),
+        block_prefix=bindparam("prefix"),
+        block_suffix=bindparam("suffix"),
+    )
 )
 
 
@@ -430,8 +443,11 @@ def set_identifier_flags(
             "val": row.value,
             "fuzzy": fuzzy,
             "scope": unique_scope(unique, row.profile_id),
+            "prefix": prefix,
+            "suffix": suffix,
         }
         for row in rows
+        for prefix, suffix in [block_keys(fuzzy, row.value)]
     ]
     if params:
         core(session).execute(_SET_FLAGS, params)
