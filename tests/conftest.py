@@ -5,11 +5,13 @@ import os
 import secrets
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx2 as httpx
 import psycopg
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import event
 from sqlalchemy.engine import make_url
 
 from convmem import migrate
@@ -145,3 +147,19 @@ def other_api(app_client: TestClient, db: Database) -> Api:
 @pytest.fixture
 def repo_root() -> Path:
     return Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def statements(db: Database) -> Iterator[list[str]]:
+    """The SQL statements run while the test runs."""
+    seen: list[str] = []
+    engines = [db.engine] + ([db.async_engine.sync_engine] if db.async_engine else [])
+
+    def record(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        seen.append(statement)
+
+    for engine in engines:
+        event.listen(engine, "before_cursor_execute", record)
+    yield seen
+    for engine in engines:
+        event.remove(engine, "before_cursor_execute", record)

@@ -5,31 +5,10 @@ seen by the very next request, exactly as if it had read the store first."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
-import pytest
-from sqlalchemy import event
-
-from convmem.kit.db import Database
 from tests.conftest import Api
 from tests.factories import STORES, make_profile, make_store, make_trait_group, profiles_url
-
-
-@pytest.fixture
-def statements(db: Database) -> Iterator[list[str]]:
-    """The SQL statements run while the test runs."""
-    seen: list[str] = []
-    engines = [db.engine] + ([db.async_engine.sync_engine] if db.async_engine else [])
-
-    def record(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
-        seen.append(statement)
-
-    for engine in engines:
-        event.listen(engine, "before_cursor_execute", record)
-    yield seen
-    for engine in engines:
-        event.remove(engine, "before_cursor_execute", record)
 
 
 def lookup(api: Api, store_id: str, value: str, id_type: str = "email") -> Any:

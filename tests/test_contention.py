@@ -16,7 +16,7 @@ from convmem.kit.db import Database
 from convmem.profiles import repository as repo
 from convmem.profiles.models import ProfileIdentifier
 from tests.conftest import Api
-from tests.factories import make_profile, make_store, profiles_url
+from tests.factories import STORES, make_profile, make_store, profiles_url
 from tests.invariants import identity_violations
 
 
@@ -135,3 +135,89 @@ def test_a_writer_waiting_on_a_lock_sees_what_its_holder_committed(db: Database)
         session.execute(
             ProfileIdentifier.__table__.delete().where(ProfileIdentifier.store_id == store_id)
         )
+
+
+def test_a_first_attempt_without_key_locks_retries_on_a_racing_insert(
+    api: Api, db: Database
+) -> None:
+    """On PostgreSQL a request's first attempt skips the advisory locks when
+    every identifier is of a unique exact idType. Two such creates of one new
+    email: the second waits on the first's index entry, fails on the unique
+    index once the first commits, and asks for a retry; the retry (which
+    locks) updates the first's profile instead of making a second one."""
+    if db.is_sqlite:
+        pytest.skip("SQLite's writers run one at a time; it takes no advisory locks")
+    from convmem.kit.db import ATTEMPT, RetryTransaction
+    from convmem.profiles import engine, store_schema
+    from convmem.profiles.rules import Record, TraitWrite
+    from convmem.stores import service as stores
+
+    store_id = make_store(api)
+    key = ("email", "race@example.com")
+
+    def record(name: str) -> Record:
+        writes = [
+            TraitWrite("Contact", "email", key[1], "Contact.email"),
+            TraitWrite("Contact", "firstName", name, "Contact.firstName"),
+        ]
+        return Record(writes=writes, keys=[key])
+
+    def write(session: Any, name: str, attempt: int) -> list[engine.Outcome]:
+        session.info[ATTEMPT] = attempt
+        ref = stores.get_active(session, account_sid=api.sid, store_id=store_id)
+        return engine.write(session, store_id, store_schema.load(session, ref), [record(name)])
+
+    first = db.session(write=True)
+    created = write(first, "first", 1)
+    assert created[0].status == engine.CREATED
+    outcome: list[Any] = []
+
+    def second() -> None:
+        try:
+            with db.transaction() as session:
+                outcome.append(write(session, "second", 1))
+        except RetryTransaction as exc:
+            outcome.append(exc)
+
+    thread = threading.Thread(target=second)
+    thread.start()
+    thread.join(0.5)
+    assert thread.is_alive(), "the second writer did not wait on the first's index entry"
+    first.commit()
+    first.close()
+    thread.join(10)
+    assert len(outcome) == 1 and isinstance(outcome[0], RetryTransaction), outcome
+    with db.transaction() as session:  # the retry
+        again = write(session, "second", 2)
+    assert again[0].status == engine.UPDATED
+    assert again[0].profile_id == created[0].profile_id
+    with db.transaction(write=False) as session:
+        assert repo.holders_exact(session, store_id, [key]) == {key: {created[0].profile_id}}
+    assert identity_violations(db, store_id) == []
+
+
+def test_creates_skip_the_key_locks_only_when_every_idtype_is_unique_and_exact(
+    api: Api, db: Database, statements: list[str]
+) -> None:
+    """The HTTP path marks a request's first attempt, so a create of unique
+    identifiers goes without `pg_advisory_xact_lock`; one with an idType
+    that profiles may share takes the locks."""
+    if db.is_sqlite:
+        pytest.skip("SQLite's writers run one at a time; it takes no advisory locks")
+    store_id = make_store(api)
+    make_profile(api, store_id, email="warm@example.com")  # the store is known from here
+    statements.clear()
+    make_profile(api, store_id, email="a@example.com", phone="+14155550100")
+    assert not [s for s in statements if "pg_advisory_xact_lock" in s], statements
+    url = f"{STORES}/{store_id}/IdentityResolutionSettings"
+    settings = api.get(url).json()
+    for config in settings["identifierConfigs"]:
+        if config["idType"] == "phone":
+            config["enforceUnique"] = False
+    assert api.put(url, json=settings).status_code < 300
+    statements.clear()
+    make_profile(api, store_id, email="b@example.com", phone="+14155550101")
+    assert [s for s in statements if "pg_advisory_xact_lock" in s], statements
+    statements.clear()
+    make_profile(api, store_id, email="c@example.com")  # email alone is still unique
+    assert not [s for s in statements if "pg_advisory_xact_lock" in s], statements

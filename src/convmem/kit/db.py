@@ -63,6 +63,16 @@ RETRYABLE_SQLSTATES = frozenset({"40P01", "40001"})
 MAX_TRANSACTION_ATTEMPTS = 6
 
 
+# Session.info key: which run of a request's write transaction this is
+# (kit.http sets it; work run elsewhere, such as a job step, has none).
+ATTEMPT = "convmem.attempt"
+
+
+def first_attempt(session: Session) -> bool:
+    """Whether the session runs a request's transaction for the first time."""
+    return session.info.get(ATTEMPT) == 1
+
+
 def is_retryable(exc: BaseException) -> bool:
     if isinstance(exc, RetryTransaction):
         return True

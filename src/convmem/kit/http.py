@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from convmem.kit.context import AppContext, get_context
-from convmem.kit.db import MAX_TRANSACTION_ATTEMPTS, is_retryable
+from convmem.kit.db import ATTEMPT, MAX_TRANSACTION_ATTEMPTS, is_retryable
 from convmem.kit.errors import PreconditionFailed, WriteConflict
 
 T = TypeVar("T")
@@ -157,6 +157,16 @@ class Mode(enum.Enum):
     BULK = "bulk"
 
 
+def _numbered(work: Callable[[Session], T], attempt: int) -> Callable[[Session], T]:
+    """`work`, telling its session which attempt it is (`kit.db.first_attempt`)."""
+
+    def run(session: Session) -> T:
+        session.info[ATTEMPT] = attempt
+        return work(session)
+
+    return run
+
+
 class Transaction:
     """Runs a data-plane unit of work (sync code) in one transaction.
 
@@ -187,7 +197,7 @@ class Transaction:
         its locks afresh, in order); after a few attempts the client gets 409."""
         for attempt in range(1, MAX_TRANSACTION_ATTEMPTS + 1):
             try:
-                return await self._run_once(work)
+                return await self._run_once(work, attempt)
             except Exception as exc:
                 if not is_retryable(exc):
                     raise
@@ -197,7 +207,7 @@ class Transaction:
             await asyncio.sleep(random.uniform(0, 0.002 * 2**attempt))
         raise AssertionError("unreachable")
 
-    async def _run_once(self, work: Callable[[Session], T]) -> T:
+    async def _run_once(self, work: Callable[[Session], T], attempt: int) -> T:
         db = self.ctx.db
         if self.mode is Mode.BULK:
             if not db.is_sqlite:
@@ -205,6 +215,8 @@ class Transaction:
             async with self.ctx.write_gate():
                 return await self._in_thread(work)
         if not db.is_sqlite:
+            if self.mode is Mode.WRITE:
+                work = _numbered(work, attempt)
             return await db.run_async(work, write=self.mode is not Mode.READ)
         if self.mode is Mode.READ:
             # SQLite reads in WAL mode never wait on a lock and are CPU-bound

@@ -11,13 +11,20 @@ from dataclasses import dataclass
 from typing import Any
 
 from rapidfuzz import fuzz
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from convmem.identity import resolution
 from convmem.identity.normalize import blocking_keys
 from convmem.identity.resolution import Group, Key
 from convmem.kit import ids
-from convmem.kit.db import RetryTransaction, utcnow
+from convmem.kit.db import (
+    RetryTransaction,
+    first_attempt,
+    is_postgres,
+    is_unique_violation,
+    utcnow,
+)
 from convmem.kit.errors import Conflict, ProfileNotFound
 from convmem.profiles import repository as repo
 from convmem.profiles import trait_values
@@ -88,13 +95,47 @@ def write(
 
     A record that cannot be applied (its unique identifier belongs to a profile
     it may not merge with) is rejected alone; the others are written."""
-    now = utcnow()
     all_keys = {key for record in records for key in record.keys}
+    if _may_skip_key_locks(session, schema, all_keys):
+        try:
+            return _write(session, store_id, schema, records, all_keys)
+        except DBAPIError as exc:
+            if is_unique_violation(exc):
+                raise RetryTransaction("a concurrent write added one of its identifiers") from exc
+            raise
     # Every lock of a write is taken in one global order: identifier keys
     # (sorted), then profile rows with their aliases (sorted by id). A profile
     # that changed between the look-up and its lock means the plan is stale;
     # rather than lock more rows out of order, the whole transaction restarts.
     repo.lock_keys(session, store_id, all_keys)
+    return _write(session, store_id, schema, records, all_keys)
+
+
+def _may_skip_key_locks(session: Session, schema: StoreSchema, keys: set[Key]) -> bool:
+    """A request's first attempt on PostgreSQL may go without the advisory
+    locks (one round trip of a create's five) when every identifier is of an
+    exact idType with enforceUnique: then the unique value index refuses a
+    racing writer's insert of the same value, and the retry (which takes the
+    locks) sees what that writer committed. Fuzzy and shared idTypes, and every
+    retry, lock as before."""
+    if not is_postgres(session) or not first_attempt(session):
+        return False
+    configs = schema.configs
+    for id_type, _ in keys:
+        config = configs.get(id_type)
+        if config is None or not config.unique or config.fuzzy:
+            return False
+    return True
+
+
+def _write(
+    session: Session,
+    store_id: str,
+    schema: StoreSchema,
+    records: Sequence[Record],
+    all_keys: set[Key],
+) -> list[Outcome]:
+    now = utcnow()
     holders, exact = _find_holders(session, store_id, schema, all_keys)
     outcomes: list[Outcome | None] = [None] * len(records)
     active = list(range(len(records)))
