@@ -19,6 +19,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from convmem.kit.db import core, is_postgres
+from convmem.kit.prepared import Prepared
 from convmem.profiles.models import ProfileTraitGroup
 
 G = ProfileTraitGroup
@@ -190,6 +191,13 @@ def remove_all(session: Session, store_id: str, profile_id: str) -> None:
     core(session).execute(delete(G).where(G.store_id == store_id, G.profile_id == profile_id))
 
 
+_OF_ONE = Prepared(
+    select(G.profile_id, G.group_name, G.traits).where(
+        G.store_id == bindparam("store_id"), G.profile_id == bindparam("profile_id")
+    )
+)
+
+
 def of(
     session: Session,
     store_id: str,
@@ -197,8 +205,11 @@ def of(
     groups: Sequence[str] | None = None,
 ) -> list[TraitValue]:
     """The stored values of some profiles (of some groups), live or not."""
+    profile_ids = list(profile_ids)
+    if len(profile_ids) == 1 and groups is None:  # the hot path: a prebuilt statement
+        return expand(_OF_ONE.all(session, store_id=store_id, profile_id=profile_ids[0]))
     query = select(G.profile_id, G.group_name, G.traits).where(
-        G.store_id == store_id, G.profile_id.in_(list(profile_ids))
+        G.store_id == store_id, G.profile_id.in_(profile_ids)
     )
     if groups is not None:
         query = query.where(G.group_name.in_(list(groups)))
