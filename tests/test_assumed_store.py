@@ -115,3 +115,19 @@ def test_identity_settings_changed_after_use_apply_at_once(api: Api) -> None:
     found = lookup(api, store_id, "  L-1 ", id_type="loyaltyId")
     assert found.status_code == 200, found.text
     assert found.json() == {"normalizedValue": "L-1", "profiles": []}
+
+
+def test_a_create_with_a_few_identifiers_looks_them_up_in_one_statement(
+    api: Api, statements: list[str]
+) -> None:
+    """An email and a phone are looked up together, and the store check rides
+    on that statement: no look-up per idType, no check of its own."""
+    store_id = make_store(api)
+    make_profile(api, store_id, email="warm@example.com")
+    statements.clear()
+    created = make_profile(api, store_id, email="two@example.com", phone="+14155550123")
+    reads = [s for s in statements if s.lstrip().upper().startswith("SELECT")]
+    assert len(reads) == 1, reads
+    assert "profile_identifiers" in reads[0] and "schema_version" in reads[0], reads[0]
+    # The same identifiers again resolve to that profile through the same statement.
+    assert make_profile(api, store_id, email="two@example.com", phone="+14155550123") == created
