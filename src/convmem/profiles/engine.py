@@ -358,7 +358,8 @@ def merge(
                 "merged_at": now,
             },
         )
-    trait_values.upsert(session, store_id, winners)
+    if winners:  # the write path's insert, so its merge-on-conflict rule is the one
+        repo.insert_rows(session, [], trait_values.group_rows(store_id, winners), [])
     enforce_limits(session, store_id, schema, {(canonical, t) for t in schema.configs})
 
 

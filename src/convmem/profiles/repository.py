@@ -123,8 +123,8 @@ _HOLDERS_ONE = Prepared(
 
 
 # A request's few identifiers (a create with an email and a phone) in one
-# prebuilt statement: one index search per OR term, one round trip, and the
-# store check can ride on it. Bulk batches take the per-idType IN below.
+# prebuilt statement: one index search per key, one round trip, and the store
+# check can ride on it. Bulk batches take the per-idType IN below.
 _FEW_KEYS = 8
 
 

@@ -11,14 +11,13 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterable, Sequence
-from functools import cache, lru_cache
+from functools import lru_cache
 from typing import Any, NamedTuple
 
-from sqlalchemy import bindparam, delete, func, select, text, tuple_
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import bindparam, delete, select, text, tuple_
 from sqlalchemy.orm import Session
 
-from convmem.kit.db import core, is_postgres
+from convmem.kit.db import core
 from convmem.kit.prepared import Prepared
 from convmem.profiles.models import ProfileTraitGroup
 
@@ -103,28 +102,6 @@ POSTGRES_CONFLICT = (
     f"ON CONFLICT ({', '.join(CONFLICT_KEY)}) "
     "DO UPDATE SET traits = profile_trait_groups.traits || excluded.traits"
 )
-
-
-@cache
-def _upsert(postgres: bool) -> Any:
-    table: Any = G.__table__
-    if postgres:
-        pg = postgresql.insert(table)
-        return pg.on_conflict_do_update(
-            index_elements=list(CONFLICT_KEY),
-            set_={"traits": table.c.traits.op("||")(pg.excluded.traits)},
-        )
-    lite = sqlite.insert(table)
-    return lite.on_conflict_do_update(
-        index_elements=list(CONFLICT_KEY),
-        set_={"traits": func.json_patch(table.c.traits, lite.excluded.traits)},
-    )
-
-
-def upsert(session: Session, store_id: str, changes: Changes) -> None:
-    """Write `changes`, keeping the other traits of each group."""
-    if changes:
-        core(session).execute(_upsert(is_postgres(session)), group_rows(store_id, changes))
 
 
 # Removing one trait, optionally only while it is still the value written
