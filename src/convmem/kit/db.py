@@ -16,6 +16,7 @@ import sqlite3
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar, cast
 
+from psycopg.pq import TransactionStatus
 from sqlalchemy import JSON, DateTime, MetaData, create_engine, event, text, update
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Connection, CursorResult, Dialect, Engine
@@ -71,6 +72,63 @@ ATTEMPT = "convmem.attempt"
 def first_attempt(session: Session) -> bool:
     """Whether the session runs a request's transaction for the first time."""
     return session.info.get(ATTEMPT) == 1
+
+
+# Session.info keys: the session may run in autocommit (its connection is
+# put back in transactions when the work ends), and the connection whose
+# statements commit one by one until `begin` (see autocommit_until_begin).
+_MAY_AUTOCOMMIT = "convmem.may_autocommit"
+_AUTOCOMMIT = "convmem.autocommit"
+
+
+def autocommit_until_begin(session: Session) -> bool:
+    """Let a request's write run its statements each committed on its own
+    until it calls `begin`, so a write that turns out to be one statement (the
+    create of a new profile) costs no BEGIN and COMMIT round trips.
+
+    Only for a request's first attempt (a retry is an ordinary transaction)
+    on PostgreSQL's data plane (`Database.run_async`, which restores the
+    connection afterwards), before the transaction's first statement; returns
+    whether it took effect. The caller must `begin` before any statement that has to be
+    atomic with another. Under READ COMMITTED each statement of a transaction
+    reads its own snapshot anyway, so a read before `begin` sees what it would
+    have seen inside the transaction."""
+    if not session.info.get(_MAY_AUTOCOMMIT) or not first_attempt(session):
+        return False
+    pooled = session.connection().connection
+    driver: Any = pooled.driver_connection
+    if driver.info.transaction_status != TransactionStatus.IDLE:
+        return False  # a statement ran: the transaction has begun
+    pooled.dbapi_connection.autocommit = True  # type: ignore[union-attr]
+    session.info[_AUTOCOMMIT] = pooled
+    return True
+
+
+def begin(session: Session) -> None:
+    """End `autocommit_until_begin`: the next statement opens the transaction
+    (a no-op when it is not in effect)."""
+    pooled = session.info.pop(_AUTOCOMMIT, None)
+    if pooled is not None:
+        pooled.dbapi_connection.autocommit = False
+
+
+def _ending_autocommit(work: Callable[[Session], T]) -> Callable[[Session], T]:
+    """`work`, after which its connection goes back to the pool in
+    transactions again, however the work ended."""
+
+    def run(session: Session) -> T:
+        session.info[_MAY_AUTOCOMMIT] = True
+        try:
+            return work(session)
+        finally:
+            pooled = session.info.get(_AUTOCOMMIT)
+            if pooled is not None:
+                try:
+                    begin(session)
+                except Exception:
+                    pooled.invalidate()  # broken: never handed out again
+
+    return run
 
 
 def is_retryable(exc: BaseException) -> bool:
@@ -315,7 +373,7 @@ class Database:
         sessions = self._async_sessions if write else self._async_read_sessions
         assert sessions is not None
         async with self._slots(), sessions() as session, session.begin():
-            return await session.run_sync(work)
+            return await session.run_sync(_ending_autocommit(work) if write else work)
 
     def session(self, *, write: bool = False, nowait: bool = False) -> Session:
         """A new session; no database work happens until its first statement.

@@ -93,6 +93,11 @@ class Prepared:
 GUARD = "convmem.guard"
 
 
+def pending_guard(session: Session) -> bool:
+    """Whether a guard waits for a statement to carry it (or for `settle`)."""
+    return GUARD in session.info
+
+
 @dataclasses.dataclass(frozen=True)
 class Guard:
     """A check that a unit of work's premise still holds (say, that its store

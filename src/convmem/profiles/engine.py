@@ -20,12 +20,15 @@ from convmem.identity.resolution import Group, Key
 from convmem.kit import ids
 from convmem.kit.db import (
     RetryTransaction,
+    autocommit_until_begin,
+    begin,
     first_attempt,
     is_postgres,
     is_unique_violation,
     utcnow,
 )
 from convmem.kit.errors import Conflict, ProfileNotFound
+from convmem.kit.prepared import pending_guard
 from convmem.profiles import repository as repo
 from convmem.profiles import trait_values
 from convmem.profiles.rules import Record, StoreSchema
@@ -97,6 +100,9 @@ def write(
     it may not merge with) is rejected alone; the others are written."""
     all_keys = {key for record in records for key in record.keys}
     if _may_skip_key_locks(session, schema, all_keys):
+        # Without locks, a write that is one insert (new profiles only) needs
+        # no transaction around it either: `_write` begins one otherwise.
+        autocommit_until_begin(session)
         try:
             return _write(session, store_id, schema, records, all_keys)
         except DBAPIError as exc:
@@ -159,6 +165,8 @@ def _write(
     for group in groups:  # indexes into the whole batch from here on
         group.records = [active[n] for n in group.records]
     involved = sorted({p for g in groups for p in g.profiles})
+    if involved:
+        begin(session)  # stored profiles change: more statements than one follow
     state = repo.lock_profiles(session, store_id, involved)
     anchors = {a for a in (records[i].anchor for i in active) if a}
     gone = sorted(anchors - set(state))
@@ -194,17 +202,18 @@ def _write(
     created = {p["id"] for p in new_profiles}
     # Unchanged records write nothing (and do not bump updated_at).
     written = [i for i in active if result[i].status != UNCHANGED]
-    changes = _trait_changes(session, store_id, schema, records, targets, written, now)
+    changes, removed = _trait_changes(schema, records, targets, written, now)
     identifiers, per_type = _identifier_rows(store_id, schema, records, targets, written, now)
     traits = trait_values.group_rows(store_id, changes)
+    # New profiles only need trimming when one write brought more values than the limit.
+    touched = {
+        (p, t) for (p, t), n in per_type.items() if p not in created or n > schema.configs[t].limit
+    }
+    if removed or touched or pending_guard(session):
+        begin(session)  # the inserts are not the last statement
+    trait_values.remove(session, store_id, removed)
     # The inserts of the whole batch: one statement on PostgreSQL, three on SQLite.
     if repo.insert_rows(session, new_profiles, traits, identifiers):
-        # New profiles only need trimming when one write brought more values than the limit.
-        touched = {
-            (p, t)
-            for (p, t), n in per_type.items()
-            if p not in created or n > schema.configs[t].limit
-        }
         enforce_limits(session, store_id, schema, touched)
     repo.touch(session, store_id, {targets[i] for i in written} - created, now)
     return result
@@ -364,16 +373,14 @@ def merge(
 
 
 def _trait_changes(
-    session: Session,
-    store_id: str,
     schema: StoreSchema,
     records: Sequence[Record],
     targets: list[str],
     written: list[int],
     now: dt.datetime,
-) -> trait_values.Changes:
-    """Removes the traits set to null; returns the values to write (later
-    records win over earlier ones for the same profile and trait)."""
+) -> tuple[trait_values.Changes, list[tuple[str, str, str]]]:
+    """The values to write (later records win over earlier ones for the same
+    profile and trait) and the (profile, group, trait) set to null."""
     changes: trait_values.Changes = {}
     removed: dict[tuple[str, str, str], None] = {}  # ordered, for a stable statement order
     def_keys = schema.def_keys
@@ -391,8 +398,7 @@ def _trait_changes(
             if entries is None:
                 entries = changes[(profile_id, w.group)] = {}
             entries[w.name] = (w.value, now, def_keys[w.key])
-    trait_values.remove(session, store_id, removed)
-    return {key: entries for key, entries in changes.items() if entries}
+    return {key: entries for key, entries in changes.items() if entries}, list(removed)
 
 
 def identifier_row(
