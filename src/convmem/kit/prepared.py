@@ -169,6 +169,16 @@ def driver_executemany(session: Session, sql: str, rows: Sequence[Sequence[Any]]
         cursor.close()
 
 
+def driver_rows(session: Session, sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
+    """The rows of driver-level SQL with positional parameters already in
+    their stored form (columns that need no result processing)."""
+    cursor = _executed(session.connection(), sql, params, many=False)
+    try:
+        return cursor.fetchall()  # type: ignore[no-any-return]
+    finally:
+        cursor.close()
+
+
 def _executed(connection: Connection, sql: str, params: Any, *, many: bool) -> Any:
     """A driver cursor that has run `sql` (once, or once per parameter set
     with `many`); the caller closes it. `before_cursor_execute` listeners (the

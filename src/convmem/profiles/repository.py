@@ -31,7 +31,7 @@ from sqlalchemy.orm import Session
 
 from convmem.identity.normalize import blocking_keys
 from convmem.kit.db import Base, UTCDateTime, affected, core, is_postgres
-from convmem.kit.prepared import Prepared, driver_executemany
+from convmem.kit.prepared import Prepared, driver_executemany, driver_rows
 from convmem.profiles import trait_values
 from convmem.profiles.models import Profile, ProfileIdentifier, ProfileMerge, ProfileTraitGroup
 
@@ -163,28 +163,42 @@ def holders_exact(session: Session, store_id: str, keys: Iterable[Key]) -> dict[
         ):
             found.setdefault((id_type, value), set()).add(profile_id)
         return found
-    # One query per idType with `value IN (...)`: an index search on
+    # One query per idType (and per 500 values on SQLite): an index search on
     # (store_id, id_type, value) for each value. (A row-value IN over
-    # (id_type, value) pairs makes SQLite read the store's whole index.)
+    # (id_type, value) pairs makes SQLite read the store's whole index.) Run
+    # on the driver: a batch's thousands of values skip SQLAlchemy's
+    # per-value parameter and per-row result processing.
     by_type: dict[str, list[str]] = {}
     for id_type, value in keys:
         by_type.setdefault(id_type, []).append(value)
+    postgres = is_postgres(session)
     for id_type, values in sorted(by_type.items()):
-        for start in range(0, len(values), 500):
-            rows = core(session).execute(
-                _HOLDERS_MANY,
-                {"store_id": store_id, "id_type": id_type, "values": values[start : start + 500]},
+        chunks = [values] if postgres else _chunks(values, _SQLITE_IN_VALUES)
+        for chunk in chunks:
+            sql = _HOLDERS_ANY if postgres else _holders_in(len(chunk))
+            args: tuple[Any, ...] = (
+                (store_id, id_type, chunk) if postgres else (store_id, id_type, *chunk)
             )
-            for value, profile_id in rows:
+            for value, profile_id in driver_rows(session, sql, args):
                 found.setdefault((id_type, value), set()).add(profile_id)
     return found
 
 
-_HOLDERS_MANY = select(ProfileIdentifier.value, ProfileIdentifier.profile_id).where(
-    ProfileIdentifier.store_id == bindparam("store_id"),
-    ProfileIdentifier.id_type == bindparam("id_type"),
-    ProfileIdentifier.value.in_(bindparam("values", expanding=True)),
+_SQLITE_IN_VALUES = 500
+_HOLDERS_SQL = (
+    "SELECT value, profile_id FROM profile_identifiers "
+    "WHERE store_id = {p} AND id_type = {p} AND value "
 )
+_HOLDERS_ANY = _HOLDERS_SQL.format(p="%s") + "= ANY(%s)"
+
+
+@cache
+def _holders_in(count: int) -> str:
+    return _HOLDERS_SQL.format(p="?") + f"IN ({', '.join('?' * count)})"
+
+
+def _chunks(values: list[str], size: int) -> list[list[str]]:
+    return [values[start : start + size] for start in range(0, len(values), size)]
 
 
 def fuzzy_candidates(
