@@ -92,23 +92,35 @@ CREATED, UPDATED, MERGED, UNCHANGED, REJECTED = (
 
 
 def write(
-    session: Session, store_id: str, schema: StoreSchema, records: Sequence[Record]
+    session: Session,
+    store_id: str,
+    schema: StoreSchema,
+    records: Sequence[Record],
+    *,
+    alone: bool = False,
 ) -> list[Outcome]:
     """Resolve and apply `records`; one outcome per record, in order.
 
     A record that cannot be applied (its unique identifier belongs to a profile
-    it may not merge with) is rejected alone; the others are written."""
+    it may not merge with) is rejected alone; the others are written.
+
+    `alone`: the caller's transaction holds nothing else, before or after, so
+    a write that turns out to be one insert (new profiles only) may commit on
+    its own (kit.db.autocommit_until_begin; only where that applies)."""
     all_keys = {key for record in records for key in record.keys}
     if _may_skip_key_locks(session, schema, all_keys):
-        # Without locks, a write that is one insert (new profiles only) needs
-        # no transaction around it either: `_write` begins one otherwise.
-        autocommit_until_begin(session)
+        # Without locks, a write that is one insert needs no transaction
+        # around it either: `_write` begins one when more statements follow.
+        if alone:
+            autocommit_until_begin(session)
         try:
             return _write(session, store_id, schema, records, all_keys)
         except DBAPIError as exc:
             if is_unique_violation(exc):
                 raise RetryTransaction("a concurrent write added one of its identifiers") from exc
             raise
+        finally:
+            begin(session)  # whatever the caller runs next is in a transaction
     # Every lock of a write is taken in one global order: identifier keys
     # (sorted), then profile rows with their aliases (sorted by id). A profile
     # that changed between the look-up and its lock means the plan is stale;
@@ -209,8 +221,10 @@ def _write(
     touched = {
         (p, t) for (p, t), n in per_type.items() if p not in created or n > schema.configs[t].limit
     }
-    if removed or touched or pending_guard(session):
-        begin(session)  # the inserts are not the last statement
+    if removed or touched or pending_guard(session) or len(active) < len(records):
+        # The inserts are not the last statement, or a rejected record may
+        # yet roll them back (write_all is all or nothing).
+        begin(session)
     trait_values.remove(session, store_id, removed)
     # The inserts of the whole batch: one statement on PostgreSQL, three on SQLite.
     if repo.insert_rows(session, new_profiles, traits, identifiers):
@@ -220,11 +234,16 @@ def _write(
 
 
 def write_all(
-    session: Session, store_id: str, schema: StoreSchema, records: Sequence[Record]
+    session: Session,
+    store_id: str,
+    schema: StoreSchema,
+    records: Sequence[Record],
+    *,
+    alone: bool = False,
 ) -> list[str]:
     """All or nothing: each record's profile id, or Conflict (409) for the
     first record that was rejected (the caller's transaction rolls back)."""
-    outcomes = write(session, store_id, schema, records)
+    outcomes = write(session, store_id, schema, records, alone=alone)
     for outcome in outcomes:
         if outcome.status == REJECTED:
             raise Conflict(outcome.reason or "rejected")

@@ -63,7 +63,8 @@ def parse_groups(value: str | None) -> list[str] | None:
 def create(session: Session, *, store: StoreRef, data: ProfileData) -> str:
     schema = store_schema.load(session, store)
     record = record_from_traits("traits", data.traits or {}, schema)
-    return engine.write_all(session, store.id, schema, [record])[0]
+    # The request's whole write: a new profile may commit alone (engine.write).
+    return engine.write_all(session, store.id, schema, [record], alone=True)[0]
 
 
 def bulk(session: Session, *, store: StoreRef, items: list[ProfileData]) -> list[str]:
