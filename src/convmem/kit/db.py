@@ -81,27 +81,26 @@ _MAY_AUTOCOMMIT = "convmem.may_autocommit"
 _AUTOCOMMIT = "convmem.autocommit"
 
 
-def autocommit_until_begin(session: Session) -> bool:
+def autocommit_until_begin(session: Session) -> None:
     """Let a request's write run its statements each committed on its own
     until it calls `begin`, so a write that turns out to be one statement (the
     create of a new profile) costs no BEGIN and COMMIT round trips.
 
     Only for a request's first attempt (a retry is an ordinary transaction)
     on PostgreSQL's data plane (`Database.run_async`, which restores the
-    connection afterwards), before the transaction's first statement; returns
-    whether it took effect. The caller must `begin` before any statement that has to be
+    connection afterwards), before the transaction's first statement; a no-op
+    elsewhere. The caller must `begin` before any statement that has to be
     atomic with another. Under READ COMMITTED each statement of a transaction
     reads its own snapshot anyway, so a read before `begin` sees what it would
     have seen inside the transaction."""
     if not session.info.get(_MAY_AUTOCOMMIT) or not first_attempt(session):
-        return False
+        return
     pooled = session.connection().connection
     driver: Any = pooled.driver_connection
     if driver.info.transaction_status != TransactionStatus.IDLE:
-        return False  # a statement ran: the transaction has begun
+        return  # a statement ran: the transaction has begun
     pooled.dbapi_connection.autocommit = True  # type: ignore[union-attr]
     session.info[_AUTOCOMMIT] = pooled
-    return True
 
 
 def begin(session: Session) -> None:

@@ -149,13 +149,9 @@ def _guarded_statement(
 
 
 def _fetched(connection: Connection, plan: _Plan, params: dict[str, Any]) -> list[Any]:
-    cursor = _executed(connection, plan.sql, plan.bind(params), many=False)
-    try:
-        rows = cursor.fetchall()
-    finally:
-        cursor.close()
+    rows = _rows(connection, plan.sql, plan.bind(params))
     if plan.results is None:
-        return rows  # type: ignore[no-any-return]
+        return rows
     return [plan.convert(row) for row in rows]
 
 
@@ -172,7 +168,11 @@ def driver_executemany(session: Session, sql: str, rows: Sequence[Sequence[Any]]
 def driver_rows(session: Session, sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
     """The rows of driver-level SQL with positional parameters already in
     their stored form (columns that need no result processing)."""
-    cursor = _executed(session.connection(), sql, params, many=False)
+    return _rows(session.connection(), sql, params)
+
+
+def _rows(connection: Connection, sql: str, params: Any) -> list[Any]:
+    cursor = _executed(connection, sql, params, many=False)
     try:
         return cursor.fetchall()  # type: ignore[no-any-return]
     finally:

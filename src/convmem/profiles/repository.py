@@ -173,12 +173,7 @@ def holders_exact(session: Session, store_id: str, keys: Iterable[Key]) -> dict[
         by_type.setdefault(id_type, []).append(value)
     postgres = is_postgres(session)
     for id_type, values in sorted(by_type.items()):
-        chunks = [values] if postgres else _chunks(values, _SQLITE_IN_VALUES)
-        for chunk in chunks:
-            sql = _HOLDERS_ANY if postgres else _holders_in(len(chunk))
-            args: tuple[Any, ...] = (
-                (store_id, id_type, chunk) if postgres else (store_id, id_type, *chunk)
-            )
+        for sql, args in _holders_queries(postgres, store_id, id_type, values):
             for value, profile_id in driver_rows(session, sql, args):
                 found.setdefault((id_type, value), set()).add(profile_id)
     return found
@@ -197,8 +192,19 @@ def _holders_in(count: int) -> str:
     return _HOLDERS_SQL.format(p="?") + f"IN ({', '.join('?' * count)})"
 
 
-def _chunks(values: list[str], size: int) -> list[list[str]]:
-    return [values[start : start + size] for start in range(0, len(values), size)]
+def _holders_queries(
+    postgres: bool, store_id: str, id_type: str, values: list[str]
+) -> list[tuple[str, tuple[Any, ...]]]:
+    """(SQL, parameters) of the look-ups of one idType's values."""
+    if postgres:
+        return [(_HOLDERS_ANY, (store_id, id_type, values))]
+    return [
+        (_holders_in(len(chunk)), (store_id, id_type, *chunk))
+        for chunk in (
+            values[start : start + _SQLITE_IN_VALUES]
+            for start in range(0, len(values), _SQLITE_IN_VALUES)
+        )
+    ]
 
 
 def fuzzy_candidates(
