@@ -13,7 +13,7 @@ import datetime as dt
 import json
 import os
 import sqlite3
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any, TypeVar, cast
 
 from psycopg.pq import TransactionStatus
@@ -21,16 +21,12 @@ from sqlalchemy import JSON, DateTime, MetaData, create_engine, event, text, upd
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Connection, CursorResult, Dialect, Engine
 from sqlalchemy.exc import DBAPIError
-from sqlalchemy.ext.asyncio import (
-    AsyncEngine,
-    AsyncSession,
-    async_sessionmaker,
-    create_async_engine,
-)
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.pool import NullPool
 from sqlalchemy.sql import Executable
 from sqlalchemy.types import TypeDecorator
+from sqlalchemy.util import greenlet_spawn
 
 NAMING_CONVENTION = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -128,6 +124,29 @@ def _ending_autocommit(work: Callable[[Session], T]) -> Callable[[Session], T]:
                     pooled.invalidate()  # broken: never handed out again
 
     return run
+
+
+def _in_transaction(session: Session, work: Callable[[Session], T]) -> T:
+    """`work` in a transaction of `session`, which is closed when it succeeds."""
+    with session.begin():
+        result = work(session)
+    session.close()
+    return result
+
+
+async def _to_completion(cleanup: Awaitable[None]) -> None:
+    """Await `cleanup` to its end even if the caller is cancelled meanwhile
+    (the cancellation is raised once it is done), as AsyncSession's exit does."""
+    task = asyncio.ensure_future(cleanup)
+    cancelled: asyncio.CancelledError | None = None
+    while not task.done():
+        try:
+            await asyncio.shield(task)
+        except asyncio.CancelledError as exc:
+            cancelled = exc
+    task.result()
+    if cancelled is not None:
+        raise cancelled
 
 
 def is_retryable(exc: BaseException) -> bool:
@@ -310,11 +329,11 @@ class Database:
             autoflush=False,
         )
         # PostgreSQL's data plane runs on psycopg's async driver: the same sync
-        # code runs on the event loop (AsyncSession.run_sync, via greenlets)
-        # and waits for the network without holding a thread.
+        # code runs on the event loop (in a greenlet, as AsyncSession.run_sync
+        # does) and waits for the network without holding a thread.
         self.async_engine: AsyncEngine | None = None
-        self._async_sessions: async_sessionmaker[AsyncSession] | None = None
-        self._async_read_sessions: async_sessionmaker[AsyncSession] | None = None
+        self._loop_sessions: sessionmaker[Session] | None = None
+        self._loop_read_sessions: sessionmaker[Session] | None = None
         if not self.is_sqlite:
             self.async_engine = create_async_engine(
                 url,
@@ -332,14 +351,17 @@ class Database:
                 pool_reset_on_return=None,
                 json_deserializer=load_json,
             )
-            self._async_sessions = async_sessionmaker(
-                self.async_engine, expire_on_commit=False, autoflush=False
-            )
+            # Plain sync sessions over the async engine's connections, run in a
+            # greenlet by run_async. AsyncSession's own wrapper (its
+            # transaction object, and a task per close) cost more CPU than the
+            # round trip of a one-statement read (docs/benchmarks.md).
+            loop_engine = self.async_engine.sync_engine
+            self._loop_sessions = sessionmaker(loop_engine, expire_on_commit=False, autoflush=False)
             # Reads in autocommit: no BEGIN and COMMIT round trips. Under READ
             # COMMITTED each statement of a transaction takes its own snapshot
             # anyway, so a read sees exactly what it would inside one.
-            self._async_read_sessions = async_sessionmaker(
-                self.async_engine.execution_options(isolation_level="AUTOCOMMIT"),
+            self._loop_read_sessions = sessionmaker(
+                loop_engine.execution_options(isolation_level="AUTOCOMMIT"),
                 expire_on_commit=False,
                 autoflush=False,
             )
@@ -355,7 +377,9 @@ class Database:
         return slots
 
     async def ping(self) -> None:
-        """A `SELECT 1` the way data-plane requests reach the database."""
+        """A `SELECT 1` over the data plane's async driver, in one round trip.
+        (The hot-path benchmarks' baseline: kept as it is, so their figures
+        compare across changes to `run_async`.)"""
         if self.async_engine is not None:
             # Autocommit: one round trip, instead of BEGIN, SELECT and the
             # ROLLBACK that closing an auto-begun connection sends.
@@ -369,10 +393,19 @@ class Database:
     async def run_async(self, work: Callable[[Session], T], *, write: bool = True) -> T:
         """Run sync `work` on the event loop (PostgreSQL only): in one
         transaction, or for a read (`write=False`) in autocommit."""
-        sessions = self._async_sessions if write else self._async_read_sessions
+        sessions = self._loop_sessions if write else self._loop_read_sessions
         assert sessions is not None
-        async with self._slots(), sessions() as session, session.begin():
-            return await session.run_sync(_ending_autocommit(work) if write else work)
+        async with self._slots():
+            session = sessions()
+            try:
+                return await greenlet_spawn(
+                    _in_transaction, session, _ending_autocommit(work) if write else work
+                )
+            except BaseException:
+                # Cancelled or failed partway: the connection still goes back
+                # to the pool (or is invalidated), whatever else is cancelled.
+                await _to_completion(greenlet_spawn(session.close))
+                raise
 
     def session(self, *, write: bool = False, nowait: bool = False) -> Session:
         """A new session; no database work happens until its first statement.
