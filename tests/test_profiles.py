@@ -4,7 +4,10 @@ import copy
 from typing import Any
 
 import pytest
+from sqlalchemy import select
 
+from convmem.kit.db import Database
+from convmem.profiles.models import Profile
 from tests.conftest import Api
 from tests.factories import ALYSSA, STORES, make_profile, make_store, make_trait_group, profiles_url
 
@@ -352,3 +355,26 @@ def test_deleting_traits_or_groups_removes_their_values(api: Api) -> None:
     # A group created again under the same name starts empty.
     make_trait_group(api, store_id, name="Loyalty", traits={"tier": {"dataType": "STRING"}})
     assert "Loyalty" not in api.get(profiles_url(store_id, pid)).json()["traits"]
+
+
+def test_a_write_that_changes_a_profile_bumps_its_updated_at_and_an_unchanged_one_does_not(
+    api: Api, db: Database
+) -> None:
+    store_id = make_store(api)
+    profile_id = make_profile(api, store_id, email="stamp@example.com", firstName="A")
+
+    def updated_at() -> Any:
+        with db.transaction(write=False) as session:
+            return session.execute(
+                select(Profile.updated_at).where(
+                    Profile.store_id == store_id, Profile.id == profile_id
+                )
+            ).scalar_one()
+
+    created = updated_at()
+    assert make_profile(api, store_id, email="stamp@example.com", firstName="B") == profile_id
+    changed = updated_at()
+    assert changed > created
+    # The same again: nothing changes, not even the stamp.
+    assert make_profile(api, store_id, email="stamp@example.com", firstName="B") == profile_id
+    assert updated_at() == changed

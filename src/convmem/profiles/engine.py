@@ -226,10 +226,12 @@ def _write(
         # yet roll them back (write_all is all or nothing).
         begin(session)
     trait_values.remove(session, store_id, removed)
-    # The inserts of the whole batch: one statement on PostgreSQL, three on SQLite.
-    if repo.insert_rows(session, new_profiles, traits, identifiers):
+    # The writes of the whole batch: one statement on PostgreSQL, four on SQLite.
+    changed = {targets[i] for i in written} - created
+    if repo.insert_rows(
+        session, new_profiles, traits, identifiers, touched=(store_id, changed, now)
+    ):
         enforce_limits(session, store_id, schema, touched)
-    repo.touch(session, store_id, {targets[i] for i in written} - created, now)
     return result
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from functools import cache, lru_cache
 from typing import Any, NamedTuple, cast
 
@@ -538,6 +538,10 @@ i AS (
   {_from_json(ProfileIdentifier.__table__, "identifiers")}
   {_IDENTIFIER_CONFLICT_SQL}
   RETURNING 1
+),
+u AS (
+  UPDATE profiles SET updated_at = CAST(:now AS timestamptz)
+  WHERE store_id = :store_id AND id = ANY(CAST(:touched AS text[]))
 )
 SELECT count(*) FROM i
 """
@@ -556,21 +560,33 @@ def insert_rows(
     profiles: list[dict[str, Any]],
     traits: list[dict[str, Any]],
     identifiers: list[dict[str, Any]],
+    *,
+    touched: tuple[str, Collection[str], dt.datetime] | None = None,
 ) -> int:
     """Insert new profiles, merge trait values in (`trait_values.group_rows`),
-    add identifiers; returns how many identifiers were new."""
+    add identifiers, and set `updated_at` of `touched` (store_id, stored
+    profiles a write changed, now); returns how many identifiers were new.
+    One statement on PostgreSQL (none when there is nothing to write)."""
+    store_id, ids, now = touched or ("", (), None)
     if is_postgres(session):
+        if not (profiles or traits or identifiers or ids):
+            return 0
         params = {
             "profiles": _json_rows(profiles),
             "traits": _json_rows(traits),
             "identifiers": _json_rows(identifiers),
+            "store_id": store_id,
+            "touched": list(ids),
+            "now": now,
         }
         return int(_INSERT_ROWS_PG.all(session, **params)[0][0])
     _sqlite_insert(session, Profile.__table__, profiles, "")
     _sqlite_insert(session, ProfileTraitGroup.__table__, traits, trait_values.SQLITE_CONFLICT)
-    return _sqlite_insert(
+    added = _sqlite_insert(
         session, ProfileIdentifier.__table__, identifiers, _IDENTIFIER_CONFLICT_SQL
     )
+    touch(session, store_id, ids, now)
+    return added
 
 
 # SQLite: batches go to the driver's executemany with values already in their
