@@ -99,6 +99,11 @@ def autocommit_until_begin(session: Session) -> None:
     session.info[_AUTOCOMMIT] = pooled
 
 
+def in_autocommit(session: Session) -> bool:
+    """Whether `autocommit_until_begin` is in effect: each statement commits alone."""
+    return _AUTOCOMMIT in session.info
+
+
 def begin(session: Session) -> None:
     """End `autocommit_until_begin`: the next statement opens the transaction
     (a no-op when it is not in effect)."""

@@ -98,6 +98,18 @@ def pending_guard(session: Session) -> bool:
     return GUARD in session.info
 
 
+def take_guard(session: Session) -> Guard | None:
+    """The pending guard, for a statement that carries it itself (and then
+    calls `verify` with the check's row). One it cannot carry (no `expect`
+    row to write on) is settled here, on its own."""
+    guard: Guard | None = session.info.get(GUARD)
+    if guard is not None and guard.expect is None:
+        guard.settle(session)
+        return None
+    session.info.pop(GUARD, None)
+    return guard
+
+
 @dataclasses.dataclass(frozen=True)
 class Guard:
     """A check that a unit of work's premise still holds (say, that its store
@@ -112,6 +124,17 @@ class Guard:
     check: Prepared
     params: dict[str, Any]
     verify: Callable[[tuple[Any, ...] | None], None]
+    # The check's row when the premise holds: a statement that writes only
+    # if it holds (`embedded`) compares the row with it.
+    expect: tuple[Any, ...] | None = None
+
+    def embedded(self, connection: Connection) -> tuple[str, dict[str, Any]]:
+        """The check's SQL and bound parameters, for a driver-level statement
+        to run as a CTE (named parameters: PostgreSQL's driver)."""
+        plan = self.check._plan(connection.dialect)
+        if plan.positional:
+            raise ValueError("a guard embeds only in statements with named parameters")
+        return plan.sql, plan.bind(self.params)
 
     def settle(self, session: Session) -> None:
         """Run the check on its own, unless a statement already carried it."""

@@ -23,6 +23,7 @@ from convmem.kit.db import (
     autocommit_until_begin,
     begin,
     first_attempt,
+    in_autocommit,
     is_postgres,
     is_unique_violation,
     utcnow,
@@ -154,7 +155,12 @@ def _write(
     all_keys: set[Key],
 ) -> list[Outcome]:
     now = utcnow()
-    holders, exact = _find_holders(session, store_id, schema, all_keys)
+    found = _create_alone(session, store_id, schema, records, all_keys, now)
+    if isinstance(found, Outcome):
+        return [found]
+    holders, exact = (
+        found if found is not None else _find_holders(session, store_id, schema, all_keys)
+    )
     outcomes: list[Outcome | None] = [None] * len(records)
     active = list(range(len(records)))
     while True:
@@ -193,15 +199,7 @@ def _write(
         canonical = group.canonical
         if canonical is None:
             canonical = ids.new_id(ids.PROFILE)
-            new_profiles.append(
-                {
-                    "store_id": store_id,
-                    "id": canonical,
-                    "merged_into": None,
-                    "created_at": now,
-                    "updated_at": now,
-                }
-            )
+            new_profiles.append(_profile_row(store_id, canonical, now))
         for index in group.records:
             targets[index] = canonical
     _describe_outcomes(session, store_id, schema, records, groups, targets, exact, outcomes)
@@ -233,6 +231,55 @@ def _write(
     ):
         enforce_limits(session, store_id, schema, touched)
     return result
+
+
+def _profile_row(store_id: str, profile_id: str, now: dt.datetime) -> dict[str, Any]:
+    return {
+        "store_id": store_id,
+        "id": profile_id,
+        "merged_into": None,
+        "created_at": now,
+        "updated_at": now,
+    }
+
+
+def _create_alone(
+    session: Session,
+    store_id: str,
+    schema: StoreSchema,
+    records: Sequence[Record],
+    keys: set[Key],
+    now: dt.datetime,
+) -> Outcome | tuple[dict[Key, set[str]], dict[Key, set[str]]] | None:
+    """A request's one record, as a new profile in one statement that inserts
+    it unless one of its identifiers is held (repo.insert_new): CREATED, or
+    the holders it found (then the write goes on as usual, from them). Only
+    where that statement commits alone (kit.db.in_autocommit: a first attempt
+    whose identifiers are all unique and exact) and the profile needs nothing
+    but inserts (no removals, no identifier limit to enforce); None elsewhere.
+
+    What it inserts is what `_write` would for a record nobody holds: its
+    own profile, the same rows from the same functions."""
+    if len(records) != 1 or records[0].anchor or not 0 < len(keys) <= repo.FEW_KEYS:
+        return None
+    if not in_autocommit(session):
+        return None
+    profile_id = ids.new_id(ids.PROFILE)
+    changes, removed = _trait_changes(schema, records, [profile_id], [0], now)
+    identifiers, per_type = _identifier_rows(store_id, schema, records, [profile_id], [0], now)
+    if removed or any(n > schema.configs[t].limit for (_, t), n in per_type.items()):
+        return None
+    holders = repo.insert_new(
+        session,
+        store_id,
+        sorted(keys),
+        [_profile_row(store_id, profile_id, now)],
+        trait_values.group_rows(store_id, changes),
+        identifiers,
+    )
+    if not holders:
+        return Outcome(CREATED, profile_id)
+    return holders, holders  # all exact: no fuzzy idType takes this path
 
 
 def write_all(

@@ -26,12 +26,13 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.dialects.postgresql.psycopg import dialect as psycopg_dialect
 from sqlalchemy.engine import CursorResult, Row
 from sqlalchemy.orm import Session
 
 from convmem.identity.normalize import blocking_keys
 from convmem.kit.db import Base, UTCDateTime, affected, core, is_postgres
-from convmem.kit.prepared import Prepared, driver_executemany, driver_rows
+from convmem.kit.prepared import Prepared, driver_executemany, driver_rows, take_guard
 from convmem.profiles import trait_values
 from convmem.profiles.models import Profile, ProfileIdentifier, ProfileMerge, ProfileTraitGroup
 
@@ -125,7 +126,7 @@ _HOLDERS_ONE = Prepared(
 # A request's few identifiers (a create with an email and a phone) in one
 # prebuilt statement: one index search per key, one round trip, and the store
 # check can ride on it. Bulk batches take the per-idType IN below.
-_FEW_KEYS = 8
+FEW_KEYS = 8
 
 
 @cache
@@ -155,7 +156,7 @@ def holders_exact(session: Session, store_id: str, keys: Iterable[Key]) -> dict[
             _HOLDERS_ONE.scalars(session, store_id=store_id, id_type=id_type, value=value)
         )
         return {keys[0]: holders} if holders else {}
-    if 1 < len(keys) <= _FEW_KEYS:
+    if 1 < len(keys) <= FEW_KEYS:
         params = {f"t{n}": t for n, (t, _) in enumerate(keys)}
         params |= {f"v{n}": v for n, (_, v) in enumerate(keys)}
         for id_type, value, profile_id in _holders_few(len(keys)).all(
@@ -549,6 +550,77 @@ SELECT count(*) FROM i
 
 
 _INSERT_ROWS_PG = Prepared(_insert_rows_pg())
+
+
+_GUARD_MARK = "__guard__"
+
+
+@cache
+def _insert_new_sql(keys: int, expect: int) -> str:
+    """`_insert_rows_pg` for one new profile, done only when none of its
+    `keys` is held (and, with a guard of `expect` columns, only while the
+    guard's row is as expected): returns the guard's row (if any) joined with
+    the keys' holders."""
+    held = " UNION ALL ".join(
+        "SELECT id_type, value, profile_id FROM profile_identifiers "
+        f"WHERE store_id = :store_id AND id_type = :t{n} AND value = :v{n}"
+        for n in range(keys)
+    )
+    go = "NOT EXISTS (SELECT 1 FROM held)"
+    answer = "SELECT held.*, 1 AS row_marker FROM held"
+    ctes = f"held AS ({held})"
+    if expect:
+        values = ", ".join(f":guard_expect_{n}" for n in range(expect))
+        go += f" AND EXISTS (SELECT 1 FROM guard WHERE ROW(guard.*) = ROW({values}))"
+        answer = f"SELECT guard.*, h.* FROM guard LEFT JOIN ({answer}) AS h ON true"
+        ctes = f"guard AS ({_GUARD_MARK}), {ctes}"
+    sql = f"""
+WITH {ctes},
+p AS ({_from_json(Profile.__table__, "profiles")} WHERE {go}),
+t AS ({_from_json(ProfileTraitGroup.__table__, "traits")} WHERE {go}),
+i AS ({_from_json(ProfileIdentifier.__table__, "identifiers")} WHERE {go})
+{answer}
+"""
+    return str(text(sql).compile(dialect=psycopg_dialect()))  # type: ignore[no-untyped-call]
+
+
+def insert_new(
+    session: Session,
+    store_id: str,
+    keys: Sequence[Key],
+    profiles: list[dict[str, Any]],
+    traits: list[dict[str, Any]],
+    identifiers: list[dict[str, Any]],
+) -> dict[Key, set[str]]:
+    """PostgreSQL: insert a new profile's rows in one statement unless a
+    profile holds one of `keys` (1 to FEW_KEYS): the holders, empty when
+    the rows went in. It carries the session's pending guard: when the
+    guard's check fails, nothing is inserted and `verify` raises."""
+    connection = session.connection()
+    guard = take_guard(session)
+    expect = guard.expect if guard is not None and guard.expect is not None else ()
+    sql = _insert_new_sql(len(keys), len(expect))
+    params: dict[str, Any] = {
+        "store_id": store_id,
+        "profiles": _json_rows(profiles),
+        "traits": _json_rows(traits),
+        "identifiers": _json_rows(identifiers),
+    }
+    for n, (id_type, value) in enumerate(keys):
+        params[f"t{n}"], params[f"v{n}"] = id_type, value
+    if guard is not None:
+        check_sql, check_params = guard.embedded(connection)
+        sql = sql.replace(_GUARD_MARK, check_sql)
+        params |= check_params | {f"guard_expect_{n}": v for n, v in enumerate(expect)}
+    rows = driver_rows(session, sql, params)  # type: ignore[arg-type]
+    if guard is not None:
+        guard.verify(tuple(rows[0][: len(expect)]) if rows else None)
+        rows = [row[len(expect) :] for row in rows]
+    holders: dict[Key, set[str]] = {}
+    for id_type, value, profile_id, marker in rows:
+        if marker is not None:
+            holders.setdefault((id_type, value), set()).add(profile_id)
+    return holders
 
 
 def _json_rows(rows: list[dict[str, Any]]) -> str:

@@ -71,7 +71,7 @@ def assume(store: StoreRef) -> Guard:
         "guard_account_sid": store.account_sid,
         "guard_status": ACTIVE,
     }
-    return Guard(repository.STILL_ACTIVE, params, verify)
+    return Guard(repository.STILL_ACTIVE, params, verify, expect=(store.schema_version,))
 
 
 def list_ids(session: Session, *, account_sid: str, page: PageRequest) -> Page[str]:
