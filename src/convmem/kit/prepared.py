@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import collections
 import dataclasses
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from sqlalchemy import Select, literal_column, select, true
@@ -188,9 +188,12 @@ def driver_executemany(session: Session, sql: str, rows: Sequence[Sequence[Any]]
         cursor.close()
 
 
-def driver_rows(session: Session, sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
-    """The rows of driver-level SQL with positional parameters already in
-    their stored form (columns that need no result processing)."""
+def driver_rows(
+    session: Session, sql: str, params: Sequence[Any] | Mapping[str, Any]
+) -> list[tuple[Any, ...]]:
+    """The rows of driver-level SQL with parameters (positional, or named in
+    the driver's style) already in their stored form (columns that need no
+    result processing)."""
     return _rows(session.connection(), sql, params)
 
 

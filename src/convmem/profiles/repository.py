@@ -560,7 +560,7 @@ def _insert_new_sql(keys: int, expect: int) -> str:
     """`_insert_rows_pg` for one new profile, done only when none of its
     `keys` is held (and, with a guard of `expect` columns, only while the
     guard's row is as expected): returns the guard's row (if any) joined with
-    the keys' holders."""
+    the keys' holders. The look-up is `_holders_few`'s, one index search per key."""
     held = " UNION ALL ".join(
         "SELECT id_type, value, profile_id FROM profile_identifiers "
         f"WHERE store_id = :store_id AND id_type = :t{n} AND value = :v{n}"
@@ -612,7 +612,7 @@ def insert_new(
         check_sql, check_params = guard.embedded(connection)
         sql = sql.replace(_GUARD_MARK, check_sql)
         params |= check_params | {f"guard_expect_{n}": v for n, v in enumerate(expect)}
-    rows = driver_rows(session, sql, params)  # type: ignore[arg-type]
+    rows = driver_rows(session, sql, params)
     if guard is not None:
         guard.verify(tuple(rows[0][: len(expect)]) if rows else None)
         rows = [row[len(expect) :] for row in rows]
