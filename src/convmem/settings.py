@@ -81,6 +81,12 @@ class Settings(BaseSettings):
     import_batch_size: int = Field(
         5000, ge=1, le=50_000, description="CSV rows an import writes per transaction."
     )
+    import_prebuild_bytes: int = Field(
+        8 * 1024 * 1024,
+        ge=0,
+        description="Files from this size on (SQLite, uploads kept in the data directory) are "
+        "read and built into rows by a second process while the job writes (ingest.prebuild).",
+    )
     import_storage: str | None = Field(
         None,
         description="Where import uploads go. Default: the data directory, behind upload URLs "

@@ -25,7 +25,8 @@ from convmem.imports.service import (
     UPLOAD_GRACE,
     upload_of,
 )
-from convmem.imports.storage import Storage, Upload
+from convmem.imports.storage import LocalStorage, Storage, Upload
+from convmem.ingest import prebuild
 from convmem.ingest.csv_source import CsvSource, SourceError
 from convmem.ingest.loading import live_schema, refresh_statistics_if_due
 from convmem.ingest.pipeline import (
@@ -113,6 +114,8 @@ class ImportJob:
             try:
                 if dry_run:
                     self._dry_run(source, columns, upload)
+                elif self._prebuilding(upload):
+                    self._write_built(columns, upload, mappings)
                 else:
                     self._write(source, columns, upload)
             except _StoreGone:
@@ -187,6 +190,86 @@ class ImportJob:
                     )
                 )
 
+    def _prebuilding(self, upload: Upload) -> bool:
+        """Whether a second process builds the batches (ingest.prebuild): a
+        large file on local storage, SQLite, no fuzzy idType."""
+        if not (
+            isinstance(self.storage, LocalStorage)
+            and self.ctx.db.is_sqlite
+            and upload.file_size >= self.settings.import_prebuild_bytes
+        ):
+            return False
+        with self.ctx.step() as session:
+            return prebuild.can_prebuild(self._schema(session))
+
+    def _write_built(
+        self, columns: ColumnMap, upload: Upload, mappings: list[tuple[str, str, str]]
+    ) -> None:
+        assert isinstance(self.storage, LocalStorage)
+        with self.ctx.step() as session:
+            schema = self._schema(session)
+        builder = prebuild.Builder(
+            self.storage.path(upload),
+            mappings,
+            schema,
+            self.store_id,
+            start_row=self.done_row,
+            batch_size=self.settings.import_batch_size,
+        )
+        try:
+            batches = iter(builder)
+            while not self.ctx.finished:
+                with gc_paused():
+                    try:
+                        built = next(batches, None)
+                    except SourceError as exc:
+                        self.fail(f"{exc} ({self.counts.rows:,} rows before it were processed)")
+                    if built is None:
+                        return
+                    self._retrying(
+                        functools.partial(
+                            self._commit_built,
+                            columns=columns,
+                            built=built,
+                            schema=schema,
+                            upload=upload,
+                        )
+                    )
+        finally:
+            builder.close()
+
+    def _commit_built(
+        self,
+        session: Session,
+        *,
+        columns: ColumnMap,
+        built: prebuild.Built,
+        schema: StoreSchema,
+        upload: Upload,
+    ) -> None:
+        """`_commit` for a batch built ahead: as it was built, unless the
+        store's schema changed meanwhile (then the way `_commit` writes it)."""
+        counts = Counts(**self.counts.as_json())
+        problems: list[Problem] = []
+        last = built.rows < self.settings.import_batch_size
+        if built.rows:
+            refresh_statistics_if_due(
+                session,
+                self.ctx.checkpoint,
+                rows_done=self.counts.rows,
+                batch_size=self.settings.import_batch_size,
+            )
+            current = self._schema(session)
+            with gc_paused():
+                if current == schema:
+                    result = prebuild.apply(session, self.store_id, current, columns, built)
+                else:
+                    result = apply_batch(session, self.store_id, current, columns, built.batch)
+            counts.add(result.counts)
+            problems = result.problems
+        progress = 1.0 if last else min(built.bytes_read / upload.file_size, 0.99)
+        self._record(session, counts, problems, built.last_row or None, progress, last)
+
     def _retrying(self, work: Callable[[Session], None]) -> None:
         self._pending = None
         retrying_step(self.ctx, work)
@@ -224,11 +307,24 @@ class ImportJob:
                 result = apply_batch(session, self.store_id, self._schema(session), columns, batch)
             counts.add(result.counts)
             problems = result.problems
+        progress = 1.0 if last else min(source.bytes_read / upload.file_size, 0.99)
+        self._record(session, counts, problems, batch[-1][0] if batch else None, progress, last)
+
+    def _record(
+        self,
+        session: Session,
+        counts: Counts,
+        problems: list[Problem],
+        last_row: int | None,
+        progress: float,
+        last: bool,
+    ) -> None:
+        """Save a batch's counts, report lines and checkpoint in its transaction."""
         lines, warning_lines, rows = self._report(problems)
         repo.add_lines(session, rows)
         values: dict[str, Any] = {
             "counts": _counts_json(counts),
-            "progress": 1.0 if last else min(source.bytes_read / upload.file_size, 0.99),
+            "progress": progress,
             "updated_at": utcnow(),
         }
         failed = counts.failed > MAX_FAILED_ROWS
@@ -241,13 +337,13 @@ class ImportJob:
         elif last:
             values["status"] = COMPLETED
         repo.save(session, self.store_id, self.import_id, **values)
-        if batch:
-            self.ctx.checkpoint["row"] = batch[-1][0]
+        if last_row is not None:
+            self.ctx.checkpoint["row"] = last_row
         self.ctx.checkpoint.update(counts=counts.as_json(), lines=lines, warningLines=warning_lines)
         if last or failed:
             self.ctx.finish(resource_id=self.import_id)
         # Taken up once the caller's step has committed (see _retrying).
-        self._pending = (counts, lines, warning_lines, batch[-1][0] if batch else self.done_row)
+        self._pending = (counts, lines, warning_lines, last_row or self.done_row)
 
     def _report(self, problems: Iterable[Problem]) -> tuple[int, int, list[dict[str, Any]]]:
         state = ReportState(self.lines, self.warning_lines)

@@ -304,6 +304,27 @@ def apply_batch(
         if problems:
             counts.warnings += len(problems)
             result.problems.extend(problems)
+    written = write_records(session, store_id, schema, records, numbers, result)
+    if keep_outcomes:
+        for number, _ in rows:
+            error = failed.get(number)
+            result.outcomes.append(
+                written[number] if error is None else RowOutcome(number, "failed", error=error)
+            )
+    return result
+
+
+def write_records(
+    session: Session,
+    store_id: str,
+    schema: StoreSchema,
+    records: list[Record],
+    numbers: list[int],
+    result: BatchResult,
+) -> dict[int, RowOutcome]:
+    """Write records through `engine.write`, counting each outcome into
+    `result`; what became of each row, by row number."""
+    counts = result.counts
     written: dict[int, RowOutcome] = {}
     for number, outcome in zip(
         numbers, engine.write(session, store_id, schema, records), strict=True
@@ -314,21 +335,11 @@ def apply_batch(
             problem = Problem(number, "", IDENTIFIER_CONFLICT, reason, "")
             result.problems.append(problem)
             # Its warnings stay in the report; they are about values, not the outcome.
-            if keep_outcomes:
-                written[number] = RowOutcome(number, "failed", error=problem)
+            written[number] = RowOutcome(number, "failed", error=problem)
         else:
             setattr(counts, outcome.status, getattr(counts, outcome.status) + 1)
-            if keep_outcomes:
-                written[number] = RowOutcome(
-                    number, outcome.status, outcome.profile_id, outcome.merged
-                )
-    if keep_outcomes:
-        for number, _ in rows:
-            error = failed.get(number)
-            result.outcomes.append(
-                written[number] if error is None else RowOutcome(number, "failed", error=error)
-            )
-    return result
+            written[number] = RowOutcome(number, outcome.status, outcome.profile_id, outcome.merged)
+    return written
 
 
 def _clip(text: str, limit: int = 256) -> str:

@@ -282,6 +282,63 @@ def _create_alone(
     return holders, holders  # all exact: no fuzzy idType takes this path
 
 
+@dataclass
+class NewProfiles:
+    """A batch resolved as if no stored profile held any of its identifiers
+    (`plan_new`): every group of records that share identifiers becomes one
+    new profile. Whether that holds is for the writer to check (`keys`)."""
+
+    profile_ids: list[str]  # per group
+    keys: list[list[Key]]  # per group: its identifiers
+    group_of: list[int]  # per record
+    outcomes: list[Outcome]  # per record
+    # Groups that must take the general path anyway: more identifiers of an
+    # idType than its limit (trimming them needs more than inserts).
+    general: set[str]
+    profiles: list[dict[str, Any]]
+    traits: list[dict[str, Any]]
+    identifiers: list[dict[str, Any]]
+
+
+def plan_new(
+    store_id: str, schema: StoreSchema, records: Sequence[Record], now: dt.datetime
+) -> NewProfiles:
+    """What `write` would do with `records` if none of their identifiers were
+    held: the same plan, outcomes and rows, from the same functions, with no
+    database (an import's second process, ingest.prebuild)."""
+    assert not any(r.anchor for r in records)
+    groups = resolution.plan(
+        [r.keys for r in records], [None] * len(records), {}, schema.configs, schema.rules
+    )
+    targets = [""] * len(records)
+    group_of = [0] * len(records)
+    profile_ids = []
+    for n, group in enumerate(groups):
+        profile_id = ids.new_id(ids.PROFILE)
+        profile_ids.append(profile_id)
+        for index in group.records:
+            targets[index] = profile_id
+            group_of[index] = n
+    outcomes: list[Outcome | None] = [None] * len(records)
+    _describe_outcomes(None, store_id, schema, records, groups, targets, {}, outcomes)
+    done = [o for o in outcomes if o is not None]
+    written = [i for i, o in enumerate(done) if o.status != UNCHANGED]
+    # (A removal in a new profile removes nothing: the changes already lack it.)
+    changes, _ = _trait_changes(schema, records, targets, written, now)
+    identifiers, per_type = _identifier_rows(store_id, schema, records, targets, written, now)
+    general = {p for (p, t), n in per_type.items() if n > schema.configs[t].limit}
+    return NewProfiles(
+        profile_ids,
+        [[key for i in group.records for key in records[i].keys] for group in groups],
+        group_of,
+        done,
+        general,
+        [_profile_row(store_id, p, now) for p in profile_ids],
+        trait_values.group_rows(store_id, changes),
+        identifiers,
+    )
+
+
 def write_all(
     session: Session,
     store_id: str,
@@ -310,7 +367,7 @@ def _find_holders(
 
 
 def _describe_outcomes(
-    session: Session,
+    session: Session | None,
     store_id: str,
     schema: StoreSchema,
     records: Sequence[Record],
@@ -327,6 +384,7 @@ def _describe_outcomes(
     existing = [g.canonical for g in groups if g.canonical is not None and not g.merged]
     values: dict[str, dict[str, Any]] = defaultdict(dict)
     if existing:
+        assert session is not None  # only a plan with stored profiles reads them
         for row in trait_values.of(session, store_id, existing):
             if schema.is_live(row.trait_key, row.def_key):
                 values[row.profile_id][row.trait_key] = row.value

@@ -693,10 +693,46 @@ def _sqlite_plan(table: Any, conflict: str) -> tuple[str, list[str], list[Any]]:
 def _sqlite_insert(session: Session, table: Any, rows: list[dict[str, Any]], conflict: str) -> int:
     if not rows:
         return 0
-    sql, names, converters = _sqlite_plan(table, conflict)
+    sql, _, _ = _sqlite_plan(table, conflict)
+    return driver_executemany(session, sql, _sqlite_tuples(table, rows))
+
+
+def _sqlite_tuples(table: Any, rows: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
+    """`rows` as the driver takes them for `table`, values in their stored form."""
+    _, names, converters = _sqlite_plan(table, "")
     # Column by column (list comprehensions), then zipped into row tuples.
     columns = [
         [row[name] for row in rows] if conv is None else [conv(row[name]) for row in rows]
         for name, conv in zip(names, converters, strict=True)
     ]
-    return driver_executemany(session, sql, list(zip(*columns, strict=True)))
+    return list(zip(*columns, strict=True))
+
+
+# Built rows (SQLite): new profiles' rows as driver tuples, made away from the
+# writer (ingest.prebuild) and inserted as they are. The profile id is the
+# second column of each of the three tables.
+BuiltRows = tuple[list[tuple[Any, ...]], list[tuple[Any, ...]], list[tuple[Any, ...]]]
+
+
+def built_rows(
+    profiles: list[dict[str, Any]], traits: list[dict[str, Any]], identifiers: list[dict[str, Any]]
+) -> BuiltRows:
+    """`insert_rows`'s rows of new profiles, as `insert_built` takes them."""
+    return (
+        _sqlite_tuples(Profile.__table__, profiles),
+        _sqlite_tuples(ProfileTraitGroup.__table__, traits),
+        _sqlite_tuples(ProfileIdentifier.__table__, identifiers),
+    )
+
+
+def insert_built(session: Session, rows: BuiltRows, skip: Collection[str]) -> None:
+    """SQLite: insert built rows of new profiles, but those of the profiles in `skip`."""
+    tables = (
+        (Profile.__table__, "", rows[0]),
+        (ProfileTraitGroup.__table__, trait_values.SQLITE_CONFLICT, rows[1]),
+        (ProfileIdentifier.__table__, _IDENTIFIER_CONFLICT_SQL, rows[2]),
+    )
+    for table, conflict, values in tables:
+        kept = [row for row in values if row[1] not in skip] if skip else values
+        if kept:
+            driver_executemany(session, _sqlite_plan(table, conflict)[0], kept)

@@ -1,0 +1,256 @@
+"""An import's rows turned into new profiles' rows in a second process.
+
+Most of a batch's work does not depend on the database as long as none of its
+identifiers is held yet: reading the CSV, coercing cells, grouping the rows
+that share identifiers, and building the rows of a new profile for each group.
+A second process does that (`engine.plan_new`, the functions the general path
+uses) while the writer inserts the batch before. The writer then looks the
+batch's identifiers up and inserts the groups nobody holds as they were built;
+the others take the general path (`apply`).
+
+What crosses between the processes is plain data (tuples and strings): the
+rows as the driver takes them, not the records (pickling those cost more than
+building them)."""
+
+from __future__ import annotations
+
+import contextlib
+import multiprocessing
+import os
+import queue
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from convmem.ingest.csv_source import CsvSource, SourceError
+from convmem.ingest.pipeline import (
+    BatchResult,
+    ColumnMap,
+    Problem,
+    _plans,
+    _to_record,
+    column_map,
+    write_records,
+)
+from convmem.kit.db import utcnow
+from convmem.profiles import engine
+from convmem.profiles import repository as repo
+from convmem.profiles.rules import Record, StoreSchema
+
+# Batches built ahead of the writer (each is a few MB): enough to never wait.
+AHEAD = 2
+# How long the writer waits for a batch before it checks the builder is alive.
+POLL_SECONDS = 1.0
+
+ProblemTuple = tuple[int, str, str, str, str, bool]
+
+
+@dataclass
+class Built:
+    """One batch of rows, built (`build`)."""
+
+    rows: int  # rows read
+    last_row: int  # the number of the batch's last row (0: none)
+    bytes_read: int
+    problems: list[ProblemTuple]  # failed rows (one each) and warnings
+    failed: int
+    batch: list[tuple[int, list[str]]]  # the rows: (row number, cells)
+    # Per record (a row that was not failed): where it is in `batch`, its group.
+    positions: list[int]
+    group_of: list[int]
+    statuses: list[str]  # what the record does if its group is new
+    # Per group.
+    profile_ids: list[str]
+    keys: list[list[tuple[str, str]]]
+    general: set[str]  # groups that must take the general path anyway
+    built: repo.BuiltRows
+
+    def problem_list(self) -> list[Problem]:
+        return [Problem(*p) for p in self.problems]
+
+
+def build(
+    batch: Sequence[tuple[int, list[str]]],
+    columns: ColumnMap,
+    schema: StoreSchema,
+    store_id: str,
+    bytes_read: int = 0,
+) -> Built:
+    """A batch's rows as records, resolved among themselves as new profiles."""
+    plans = _plans(columns, schema)
+    problems: list[ProblemTuple] = []
+    records: list[Record] = []
+    positions: list[int] = []
+    failed = 0
+    for position, (number, cells) in enumerate(batch):
+        record, found = _to_record(number, cells, columns, schema, plans)
+        if record is None:
+            failed += 1
+            found = found[:1]
+        else:
+            records.append(record)
+            positions.append(position)
+        problems.extend((p.row, p.column, p.code, p.message, p.value, p.warning) for p in found)
+    new = engine.plan_new(store_id, schema, records, utcnow())
+    return Built(
+        rows=len(batch),
+        last_row=batch[-1][0] if batch else 0,
+        bytes_read=bytes_read,
+        problems=problems,
+        failed=failed,
+        batch=list(batch),
+        positions=positions,
+        group_of=new.group_of,
+        statuses=[o.status for o in new.outcomes],
+        profile_ids=new.profile_ids,
+        keys=new.keys,
+        general=new.general,
+        built=repo.built_rows(new.profiles, new.traits, new.identifiers),
+    )
+
+
+def can_prebuild(schema: StoreSchema) -> bool:
+    """Whether a store's imports may be built ahead: not with a fuzzy idType
+    (its holders are similar values, found only in the database)."""
+    return not any(config.fuzzy for config in schema.configs.values())
+
+
+class Builder:
+    """The second process, building batches of one file from `start_row` on.
+    Iterate it for the batches (`Built`), in order; a file that turns out not
+    to be a readable CSV raises SourceError where the reading stopped."""
+
+    def __init__(
+        self,
+        path: Path,
+        mappings: list[tuple[str, str, str]],
+        schema: StoreSchema,
+        store_id: str,
+        *,
+        start_row: int,
+        batch_size: int,
+    ) -> None:
+        # spawn: the server is multi-threaded, and a fork would copy its locks.
+        context = multiprocessing.get_context("spawn")
+        self._queue: Any = context.Queue(maxsize=AHEAD)
+        self._process = context.Process(
+            target=_run,
+            args=(self._queue, str(path), mappings, schema, store_id, start_row, batch_size),
+            daemon=True,
+            name="convmem-import-builder",
+        )
+        self._process.start()
+
+    def __iter__(self) -> Iterator[Built]:
+        while True:
+            try:
+                item = self._queue.get(timeout=POLL_SECONDS)
+            except queue.Empty:
+                if not self._process.is_alive():
+                    raise RuntimeError("the import's builder process died") from None
+                continue
+            if item is None:
+                return
+            if isinstance(item, str):
+                raise SourceError(item)
+            yield item
+
+    def close(self) -> None:
+        if self._process.is_alive():
+            self._process.terminate()
+        self._process.join(5)
+        self._queue.close()
+
+
+def _run(
+    out: Any,
+    path: str,
+    mappings: list[tuple[str, str, str]],
+    schema: StoreSchema,
+    store_id: str,
+    start_row: int,
+    batch_size: int,
+) -> None:
+    """The builder process: every batch of the file from `start_row` on, then
+    None (or the reading error's message)."""
+    import gc
+
+    gc.disable()  # millions of short-lived objects; the process ends with the file
+    parent = os.getppid()
+
+    def put(item: Any) -> None:
+        while True:  # until the writer takes it, or is gone
+            try:
+                out.put(item, timeout=POLL_SECONDS)
+                return
+            except queue.Full:
+                if os.getppid() != parent:
+                    raise SystemExit(0) from None
+
+    with open(path, "rb") as handle:
+        try:
+            source = CsvSource(handle)
+            columns = column_map(source.header, mappings)
+            batch: list[tuple[int, list[str]]] = []
+            for number, cells in source.rows():
+                if number <= start_row:
+                    continue
+                batch.append((number, cells))
+                if len(batch) >= batch_size:
+                    put(build(batch, columns, schema, store_id, source.bytes_read))
+                    batch = []
+            put(build(batch, columns, schema, store_id, source.bytes_read))
+        except SourceError as exc:
+            put(str(exc))  # the rows read since the last batch are not written
+            return
+    with contextlib.suppress(Exception):
+        put(None)
+
+
+def apply(
+    session: Session,
+    store_id: str,
+    schema: StoreSchema,
+    columns: ColumnMap,
+    built: Built,
+) -> BatchResult:
+    """Write a batch built ahead (ingest.prebuild) in the session's
+    transaction: the groups none of whose identifiers a stored profile holds
+    go in as they were built; the others (and any the builder could not finish)
+    take the general path, as `apply_batch` would write them. The counts and
+    problems are `apply_batch`'s for the same rows."""
+    result = BatchResult()
+    counts = result.counts
+    counts.rows = built.rows
+    counts.failed = built.failed
+    result.problems = built.problem_list()
+    counts.warnings = sum(1 for p in result.problems if p.warning)
+    keys = {key for group in built.keys for key in group}
+    held = engine.find_holders(session, store_id, schema, keys)
+    general = set(built.general)
+    general.update(
+        profile_id
+        for profile_id, group in zip(built.profile_ids, built.keys, strict=True)
+        if any(key in held for key in group)
+    )
+    repo.insert_built(session, built.built, general)
+    plans = _plans(columns, schema)
+    records: list[Record] = []
+    numbers: list[int] = []
+    for position, group, status in zip(
+        built.positions, built.group_of, built.statuses, strict=True
+    ):
+        if built.profile_ids[group] not in general:
+            setattr(counts, status, getattr(counts, status) + 1)
+            continue
+        number, cells = built.batch[position]
+        record, _ = _to_record(number, cells, columns, schema, plans)  # warnings are in
+        assert record is not None
+        records.append(record)
+        numbers.append(number)
+    if records:
+        write_records(session, store_id, schema, records, numbers, result)
+    return result
