@@ -3,6 +3,7 @@ finishes it, and every row is applied exactly once."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
@@ -29,10 +30,20 @@ def people_csv() -> tuple[bytes, dict[str, str]]:
     return ("\n".join(lines) + "\n").encode(), expected
 
 
-@pytest.mark.parametrize("backend_name", ["sqlite", "postgresql"])
+@pytest.mark.parametrize(
+    ("backend_name", "prebuild"),
+    [("sqlite", False), ("sqlite", True), ("postgresql", False)],
+    ids=["sqlite", "sqlite-prebuilt", "postgresql"],
+)
 def test_killed_import_resumes_exactly_once(
-    backend_name: str, tmp_path: Path, request: pytest.FixtureRequest
+    backend_name: str, prebuild: bool, tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:
+    """With `prebuild`, a second process builds the batches (ingest.prebuild):
+    it goes away with the worker that was killed."""
+    # A threshold of 0 builds every import ahead; the default leaves this small file alone.
+    env = {"CONVMEM_IMPORT_BATCH_SIZE": "40"}
+    if prebuild:
+        env["CONVMEM_IMPORT_PREBUILD_BYTES"] = "0"
     with job_cluster(backend_name, tmp_path, request) as cluster:
         client, db = cluster.client, cluster.db
         store_id = cluster.new_store(f"import-crash-{backend_name}")
@@ -54,8 +65,10 @@ def test_killed_import_resumes_exactly_once(
         status_url = f"/v1/Stores/{store_id}/Profiles/Imports/{import_id}"
         op_id = _operation_of(db, import_id)
 
-        first = cluster.start_worker(CONVMEM_IMPORT_BATCH_SIZE="40")
+        first = cluster.start_worker(**env)
         cluster.wait(op_id, lambda op: (op.checkpoint or {}).get("row", 0) >= ROWS // 4, 60)
+        builders = _children(first.pid)
+        assert bool(builders) == prebuild, builders
         first.kill()
         killed = op_row(db, op_id)
         assert killed.status == "RUNNING", "the import finished before the worker was killed"
@@ -65,7 +78,14 @@ def test_killed_import_resumes_exactly_once(
         assert mid["status"] == "PROCESSING"
         assert 0 < mid["progress"] < 1
 
-        cluster.start_worker(CONVMEM_IMPORT_BATCH_SIZE="40")
+        # The killed worker's builder notices and exits instead of lingering.
+        deadline = time.monotonic() + 15
+        while any(Path(f"/proc/{pid}").exists() for pid in builders):
+            assert time.monotonic() < deadline, (
+                f"builder processes {builders} outlived their worker"
+            )
+            time.sleep(0.2)
+        cluster.start_worker(**env)
         cluster.wait(op_id, lambda op: op.status == "COMPLETED", 120)
         status = client.get(status_url).json()
         assert status["status"] == "COMPLETED", status
@@ -92,6 +112,20 @@ def test_killed_import_resumes_exactly_once(
             ).json()["profiles"]
             traits = client.get(f"/v1/Stores/{store_id}/Profiles/{profile_id}").json()["traits"]
             assert traits["Contact"]["firstName"] == expected[email]
+
+
+def _children(pid: int) -> list[int]:
+    """The processes whose parent is `pid` (Linux's /proc)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                found.append(int(entry.name))
+    return found
 
 
 def _operation_of(db: Database, import_id: str) -> str:
