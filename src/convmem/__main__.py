@@ -1,3 +1,4 @@
 from convmem.cli import app
 
-app()
+if __name__ == "__main__":  # not when a spawned process (an import builder) imports it
+    app()
