@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
@@ -192,11 +193,13 @@ class ImportJob:
 
     def _prebuilding(self, upload: Upload) -> bool:
         """Whether a second process builds the batches (ingest.prebuild): a
-        large file on local storage, SQLite, no fuzzy idType."""
+        large file on local storage, SQLite, no fuzzy idType, and a second
+        core for it (on one core it would only add the hand-over)."""
         if not (
             isinstance(self.storage, LocalStorage)
             and self.ctx.db.is_sqlite
             and upload.file_size >= self.settings.import_prebuild_bytes
+            and (os.cpu_count() or 1) > 1
         ):
             return False
         with self.ctx.step() as session:
