@@ -13,6 +13,7 @@ import functools
 import logging
 import os
 from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy.orm import Session
@@ -31,6 +32,7 @@ from convmem.ingest import prebuild
 from convmem.ingest.csv_source import CsvSource, SourceError
 from convmem.ingest.loading import live_schema, refresh_statistics_if_due
 from convmem.ingest.pipeline import (
+    BatchResult,
     ColumnMap,
     Counts,
     MissingColumns,
@@ -57,6 +59,18 @@ class _StoreGone(Exception):
 
 class _DryRunDone(Exception):
     """Rolls the dry run's transaction back."""
+
+
+@dataclass(frozen=True)
+class _Batch:
+    """A batch ready to commit: its rows, the number of its last row (None:
+    an empty last batch), how far into the file it reaches, and how to write
+    it under the store's schema as it is at the commit."""
+
+    rows: int
+    last_row: int | None
+    bytes_read: int
+    write: Callable[[Session, StoreSchema], BatchResult]
 
 
 class ImportJob:
@@ -171,7 +185,17 @@ class ImportJob:
         yield batch  # the last one, maybe empty: it completes the import
 
     def _write(self, source: CsvSource, columns: ColumnMap, upload: Upload) -> None:
-        batches = self._batches(source)
+        def ready(batch: list[tuple[int, list[str]]]) -> _Batch:
+            return _Batch(
+                len(batch),
+                batch[-1][0] if batch else None,
+                source.bytes_read,
+                lambda session, schema: apply_batch(session, self.store_id, schema, columns, batch),
+            )
+
+        self._write_each((ready(batch) for batch in self._batches(source)), upload)
+
+    def _write_each(self, batches: Iterator[_Batch], upload: Upload) -> None:
         while not self.ctx.finished:
             # Reading a batch and writing it allocate millions of short-lived
             # objects: the collector runs between batches, not inside them.
@@ -179,17 +203,7 @@ class ImportJob:
                 batch = next(batches, None)
                 if batch is None:
                     return
-                last = len(batch) < self.settings.import_batch_size
-                self._retrying(
-                    functools.partial(
-                        self._commit,
-                        columns=columns,
-                        batch=batch,
-                        source=source,
-                        last=last,
-                        upload=upload,
-                    )
-                )
+                self._retrying(functools.partial(self._commit, batch=batch, upload=upload))
 
     def _prebuilding(self, upload: Upload) -> bool:
         """Whether a second process builds the batches (ingest.prebuild): a
@@ -220,58 +234,27 @@ class ImportJob:
             batch_size=self.settings.import_batch_size,
         )
         try:
-            batches = iter(builder)
-            while not self.ctx.finished:
-                with gc_paused():
-                    try:
-                        built = next(batches, None)
-                    except SourceError as exc:
-                        self.fail(f"{exc} ({self.counts.rows:,} rows before it were processed)")
-                    if built is None:
-                        return
-                    self._retrying(
-                        functools.partial(
-                            self._commit_built,
-                            columns=columns,
-                            built=built,
-                            schema=schema,
-                            upload=upload,
-                        )
-                    )
+            self._write_each(self._built(builder, columns, schema), upload)
         finally:
             builder.close()
 
-    def _commit_built(
-        self,
-        session: Session,
-        *,
-        columns: ColumnMap,
-        built: prebuild.Built,
-        schema: StoreSchema,
-        upload: Upload,
-    ) -> None:
-        """`_commit` for a batch built ahead: as it was built, unless the
-        store's schema changed meanwhile (then the way `_commit` writes it)."""
-        counts = Counts(**self.counts.as_json())
-        problems: list[Problem] = []
-        last = built.rows < self.settings.import_batch_size
-        if built.rows:
-            refresh_statistics_if_due(
-                session,
-                self.ctx.checkpoint,
-                rows_done=self.counts.rows,
-                batch_size=self.settings.import_batch_size,
-            )
-            current = self._schema(session)
-            with gc_paused():
+    def _built(
+        self, builder: prebuild.Builder, columns: ColumnMap, schema: StoreSchema
+    ) -> Iterator[_Batch]:
+        def writer(built: prebuild.Built) -> Callable[[Session, StoreSchema], BatchResult]:
+            def write(session: Session, current: StoreSchema) -> BatchResult:
                 if current == schema:
-                    result = prebuild.apply(session, self.store_id, current, columns, built)
-                else:
-                    result = apply_batch(session, self.store_id, current, columns, built.batch)
-            counts.add(result.counts)
-            problems = result.problems
-        progress = 1.0 if last else min(built.bytes_read / upload.file_size, 0.99)
-        self._record(session, counts, problems, built.last_row or None, progress, last)
+                    return prebuild.apply(session, self.store_id, current, columns, built)
+                # The store's schema changed since the batch was built.
+                return apply_batch(session, self.store_id, current, columns, built.batch)
+
+            return write
+
+        try:
+            for built in builder:
+                yield _Batch(built.rows, built.last_row or None, built.bytes_read, writer(built))
+        except SourceError as exc:
+            self.fail(f"{exc} ({self.counts.rows:,} rows before it were processed)")
 
     def _retrying(self, work: Callable[[Session], None]) -> None:
         self._pending = None
@@ -287,19 +270,13 @@ class ImportJob:
             raise _StoreGone
         return schema
 
-    def _commit(
-        self,
-        session: Session,
-        *,
-        columns: ColumnMap,
-        batch: list[tuple[int, list[str]]],
-        source: CsvSource,
-        last: bool,
-        upload: Upload,
-    ) -> None:
+    def _commit(self, session: Session, *, batch: _Batch, upload: Upload) -> None:
+        """Write a batch, its report lines, the import's counts and the
+        checkpoint in one transaction."""
         counts = Counts(**self.counts.as_json())
         problems: list[Problem] = []
-        if batch:
+        last = batch.rows < self.settings.import_batch_size
+        if batch.rows:
             refresh_statistics_if_due(
                 session,
                 self.ctx.checkpoint,
@@ -307,27 +284,14 @@ class ImportJob:
                 batch_size=self.settings.import_batch_size,
             )
             with gc_paused():
-                result = apply_batch(session, self.store_id, self._schema(session), columns, batch)
+                result = batch.write(session, self._schema(session))
             counts.add(result.counts)
             problems = result.problems
-        progress = 1.0 if last else min(source.bytes_read / upload.file_size, 0.99)
-        self._record(session, counts, problems, batch[-1][0] if batch else None, progress, last)
-
-    def _record(
-        self,
-        session: Session,
-        counts: Counts,
-        problems: list[Problem],
-        last_row: int | None,
-        progress: float,
-        last: bool,
-    ) -> None:
-        """Save a batch's counts, report lines and checkpoint in its transaction."""
         lines, warning_lines, rows = self._report(problems)
         repo.add_lines(session, rows)
         values: dict[str, Any] = {
             "counts": _counts_json(counts),
-            "progress": progress,
+            "progress": 1.0 if last else min(batch.bytes_read / upload.file_size, 0.99),
             "updated_at": utcnow(),
         }
         failed = counts.failed > MAX_FAILED_ROWS
@@ -340,13 +304,13 @@ class ImportJob:
         elif last:
             values["status"] = COMPLETED
         repo.save(session, self.store_id, self.import_id, **values)
-        if last_row is not None:
-            self.ctx.checkpoint["row"] = last_row
+        if batch.last_row is not None:
+            self.ctx.checkpoint["row"] = batch.last_row
         self.ctx.checkpoint.update(counts=counts.as_json(), lines=lines, warningLines=warning_lines)
         if last or failed:
             self.ctx.finish(resource_id=self.import_id)
         # Taken up once the caller's step has committed (see _retrying).
-        self._pending = (counts, lines, warning_lines, last_row or self.done_row)
+        self._pending = (counts, lines, warning_lines, batch.last_row or self.done_row)
 
     def _report(self, problems: Iterable[Problem]) -> tuple[int, int, list[dict[str, Any]]]:
         state = ReportState(self.lines, self.warning_lines)
