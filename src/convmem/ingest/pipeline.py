@@ -304,7 +304,7 @@ def apply_batch(
         if problems:
             counts.warnings += len(problems)
             result.problems.extend(problems)
-    written = write_records(session, store_id, schema, records, numbers, result)
+    written = write_records(session, store_id, schema, records, numbers, result, keep_outcomes)
     if keep_outcomes:
         for number, _ in rows:
             error = failed.get(number)
@@ -321,9 +321,10 @@ def write_records(
     records: list[Record],
     numbers: list[int],
     result: BatchResult,
+    keep_outcomes: bool = False,
 ) -> dict[int, RowOutcome]:
     """Write records through `engine.write`, counting each outcome into
-    `result`; what became of each row, by row number."""
+    `result`; with `keep_outcomes`, what became of each row, by row number."""
     counts = result.counts
     written: dict[int, RowOutcome] = {}
     for number, outcome in zip(
@@ -335,10 +336,14 @@ def write_records(
             problem = Problem(number, "", IDENTIFIER_CONFLICT, reason, "")
             result.problems.append(problem)
             # Its warnings stay in the report; they are about values, not the outcome.
-            written[number] = RowOutcome(number, "failed", error=problem)
+            if keep_outcomes:
+                written[number] = RowOutcome(number, "failed", error=problem)
         else:
             setattr(counts, outcome.status, getattr(counts, outcome.status) + 1)
-            written[number] = RowOutcome(number, outcome.status, outcome.profile_id, outcome.merged)
+            if keep_outcomes:
+                written[number] = RowOutcome(
+                    number, outcome.status, outcome.profile_id, outcome.merged
+                )
     return written
 
 
