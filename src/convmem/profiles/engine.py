@@ -256,29 +256,22 @@ def _create_alone(
     the holders it found (then the write goes on as usual, from them). Only
     where that statement commits alone (kit.db.in_autocommit: a first attempt
     whose identifiers are all unique and exact) and the profile needs nothing
-    but inserts (no removals, no identifier limit to enforce); None elsewhere.
+    but inserts (no identifier limit to enforce); None elsewhere.
 
-    What it inserts is what `_write` would for a record nobody holds: its
-    own profile, the same rows from the same functions."""
+    What it inserts is what `_write` would for a record nobody holds:
+    `plan_new`'s rows, as an import built ahead inserts them."""
     if len(records) != 1 or records[0].anchor or not 0 < len(keys) <= repo.FEW_KEYS:
         return None
     if not in_autocommit(session):
         return None
-    profile_id = ids.new_id(ids.PROFILE)
-    changes, removed = _trait_changes(schema, records, [profile_id], [0], now)
-    identifiers, per_type = _identifier_rows(store_id, schema, records, [profile_id], [0], now)
-    if removed or any(n > schema.configs[t].limit for (_, t), n in per_type.items()):
+    new = plan_new(store_id, schema, records, now)
+    if new.general:
         return None
     holders = repo.insert_new(
-        session,
-        store_id,
-        sorted(keys),
-        [_profile_row(store_id, profile_id, now)],
-        trait_values.group_rows(store_id, changes),
-        identifiers,
+        session, store_id, sorted(keys), new.profiles, new.traits, new.identifiers
     )
     if not holders:
-        return Outcome(CREATED, profile_id)
+        return new.outcomes[0]  # CREATED
     return holders, holders  # all exact: no fuzzy idType takes this path
 
 
