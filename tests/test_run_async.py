@@ -56,6 +56,25 @@ def _run(db: Database, scenario: Callable[[], Awaitable[None]]) -> None:
     asyncio.run(run())
 
 
+def _count(table: str) -> Callable[[Session], int]:
+    """Work that counts the table's rows."""
+
+    def count(session: Session) -> int:
+        return int(session.execute(text(f"SELECT count(*) FROM {table}")).scalar_one())
+
+    return count
+
+
+def _insert_then(table: str, statement: str) -> Callable[[Session], None]:
+    """Work that inserts a row into the table, then runs `statement`."""
+
+    def write(session: Session) -> None:
+        session.execute(text(f"INSERT INTO {table} VALUES (1)"))
+        session.execute(text(statement))
+
+    return write
+
+
 def _checked_out(db: Database) -> int:
     assert db.async_engine is not None
     return int(db.async_engine.pool.checkedout())  # type: ignore[attr-defined]
@@ -76,12 +95,9 @@ def test_a_write_commits_and_a_read_sees_it(pg_db: Database, table: str) -> None
     def write(session: Session) -> None:
         session.execute(text(f"INSERT INTO {table} VALUES (1)"))
 
-    def count(session: Session) -> int:
-        return int(session.execute(text(f"SELECT count(*) FROM {table}")).scalar_one())
-
     async def scenario() -> None:
         await pg_db.run_async(write)
-        assert await pg_db.run_async(count, write=False) == 1
+        assert await pg_db.run_async(_count(table), write=False) == 1
         assert _checked_out(pg_db) == 0
 
     _run(pg_db, scenario)
@@ -93,14 +109,11 @@ def test_a_failed_write_rolls_back_and_returns_its_connection(pg_db: Database, t
         session.execute(text(f"INSERT INTO {table} VALUES (1)"))
         raise LookupError("the work failed")
 
-    def count(session: Session) -> int:
-        return int(session.execute(text(f"SELECT count(*) FROM {table}")).scalar_one())
-
     async def scenario() -> None:
         with pytest.raises(LookupError):
             await pg_db.run_async(write_then_fail)
         assert _checked_out(pg_db) == 0
-        assert await pg_db.run_async(count, write=False) == 0
+        assert await pg_db.run_async(_count(table), write=False) == 0
         # The connection that failed is usable and out of its transaction.
         for _ in range(2):  # both pooled connections
             _, status = await pg_db.run_async(_state, write=False)
@@ -113,12 +126,7 @@ def test_a_request_cancelled_mid_statement_gives_its_connection_back(
     pg_db: Database, table: str
 ) -> None:
 
-    def slow_write(session: Session) -> None:
-        session.execute(text(f"INSERT INTO {table} VALUES (1)"))
-        session.execute(text("SELECT pg_sleep(30)"))
-
-    def count(session: Session) -> int:
-        return int(session.execute(text(f"SELECT count(*) FROM {table}")).scalar_one())
+    slow_write = _insert_then(table, "SELECT pg_sleep(30)")
 
     async def scenario() -> None:
         task = asyncio.ensure_future(pg_db.run_async(slow_write))
@@ -131,7 +139,7 @@ def test_a_request_cancelled_mid_statement_gives_its_connection_back(
         # Nothing of the cancelled write was committed, and the pool's
         # connections (the cancelled one among them) answer at once.
         for _ in range(3):
-            assert await asyncio.wait_for(pg_db.run_async(count, write=False), 5) == 0
+            assert await asyncio.wait_for(pg_db.run_async(_count(table), write=False), 5) == 0
             _, status = await asyncio.wait_for(pg_db.run_async(_state, write=True), 5)
             assert status == TransactionStatus.INTRANS
 
@@ -144,18 +152,13 @@ def test_a_write_whose_connection_died_gives_its_connection_back(
     """The rollback fails too (the server closed the connection): the
     connection is still checked in (as invalid) and the pool goes on."""
 
-    def write_and_die(session: Session) -> None:
-        session.execute(text(f"INSERT INTO {table} VALUES (1)"))
-        session.execute(text("SELECT pg_terminate_backend(pg_backend_pid())"))
-
-    def count(session: Session) -> int:
-        return int(session.execute(text(f"SELECT count(*) FROM {table}")).scalar_one())
+    write_and_die = _insert_then(table, "SELECT pg_terminate_backend(pg_backend_pid())")
 
     async def scenario() -> None:
         with pytest.raises(Exception):  # noqa: B017 (whichever the driver raises)
             await pg_db.run_async(write_and_die)
         assert _checked_out(pg_db) == 0
         for _ in range(3):
-            assert await asyncio.wait_for(pg_db.run_async(count, write=False), 5) == 0
+            assert await asyncio.wait_for(pg_db.run_async(_count(table), write=False), 5) == 0
 
     _run(pg_db, scenario)
