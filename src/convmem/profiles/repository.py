@@ -652,11 +652,7 @@ def insert_rows(
             "now": now,
         }
         return int(_INSERT_ROWS_PG.all(session, **params)[0][0])
-    _sqlite_insert(session, Profile.__table__, profiles, "")
-    _sqlite_insert(session, ProfileTraitGroup.__table__, traits, trait_values.SQLITE_CONFLICT)
-    added = _sqlite_insert(
-        session, ProfileIdentifier.__table__, identifiers, _IDENTIFIER_CONFLICT_SQL
-    )
+    added = insert_built(session, built_rows(profiles, traits, identifiers))
     touch(session, store_id, ids, now)
     return added
 
@@ -690,13 +686,6 @@ def _sqlite_plan(table: Any, conflict: str) -> tuple[str, list[str], list[Any]]:
     return sql, names, [_sqlite_value(c) for c in table.columns]
 
 
-def _sqlite_insert(session: Session, table: Any, rows: list[dict[str, Any]], conflict: str) -> int:
-    if not rows:
-        return 0
-    sql, _, _ = _sqlite_plan(table, conflict)
-    return driver_executemany(session, sql, _sqlite_tuples(table, rows))
-
-
 def _sqlite_tuples(table: Any, rows: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
     """`rows` as the driver takes them for `table`, values in their stored form."""
     _, names, converters = _sqlite_plan(table, "")
@@ -708,16 +697,16 @@ def _sqlite_tuples(table: Any, rows: list[dict[str, Any]]) -> list[tuple[Any, ..
     return list(zip(*columns, strict=True))
 
 
-# Built rows (SQLite): new profiles' rows as driver tuples, made away from the
-# writer (ingest.prebuild) and inserted as they are. The profile id is the
-# second column of each of the three tables.
+# Built rows (SQLite): `insert_rows`'s rows as driver tuples, which an import
+# also makes away from the writer (ingest.prebuild) and inserts as they are.
+# The profile id is the second column of each of the three tables.
 BuiltRows = tuple[list[tuple[Any, ...]], list[tuple[Any, ...]], list[tuple[Any, ...]]]
 
 
 def built_rows(
     profiles: list[dict[str, Any]], traits: list[dict[str, Any]], identifiers: list[dict[str, Any]]
 ) -> BuiltRows:
-    """`insert_rows`'s rows of new profiles, as `insert_built` takes them."""
+    """`insert_rows`'s rows, as `insert_built` takes them."""
     return (
         _sqlite_tuples(Profile.__table__, profiles),
         _sqlite_tuples(ProfileTraitGroup.__table__, traits),
@@ -725,14 +714,20 @@ def built_rows(
     )
 
 
-def insert_built(session: Session, rows: BuiltRows, skip: Collection[str]) -> None:
-    """SQLite: insert built rows of new profiles, but those of the profiles in `skip`."""
-    tables = (
-        (Profile.__table__, "", rows[0]),
-        (ProfileTraitGroup.__table__, trait_values.SQLITE_CONFLICT, rows[1]),
-        (ProfileIdentifier.__table__, _IDENTIFIER_CONFLICT_SQL, rows[2]),
+def insert_built(session: Session, rows: BuiltRows, skip: Collection[str] = ()) -> int:
+    """SQLite: insert built rows, but those of the profiles in `skip`; returns
+    how many identifiers were new."""
+    profiles, traits, identifiers = (
+        [row for row in values if row[1] not in skip] if skip else values for values in rows
     )
-    for table, conflict, values in tables:
-        kept = [row for row in values if row[1] not in skip] if skip else values
-        if kept:
-            driver_executemany(session, _sqlite_plan(table, conflict)[0], kept)
+    _sqlite_insert(session, Profile.__table__, "", profiles)
+    _sqlite_insert(session, ProfileTraitGroup.__table__, trait_values.SQLITE_CONFLICT, traits)
+    return _sqlite_insert(
+        session, ProfileIdentifier.__table__, _IDENTIFIER_CONFLICT_SQL, identifiers
+    )
+
+
+def _sqlite_insert(session: Session, table: Any, conflict: str, rows: list[tuple[Any, ...]]) -> int:
+    if not rows:
+        return 0
+    return driver_executemany(session, _sqlite_plan(table, conflict)[0], rows)
