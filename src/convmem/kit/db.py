@@ -19,7 +19,7 @@ from typing import Any, TypeVar, cast
 from psycopg.pq import TransactionStatus
 from sqlalchemy import JSON, DateTime, MetaData, create_engine, event, text, update
 from sqlalchemy.dialects.postgresql import JSONB
-from sqlalchemy.engine import Connection, CursorResult, Dialect, Engine
+from sqlalchemy.engine import Connection, CursorResult, Dialect, Engine, make_url
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
@@ -27,6 +27,8 @@ from sqlalchemy.pool import NullPool
 from sqlalchemy.sql import Executable
 from sqlalchemy.types import TypeDecorator
 from sqlalchemy.util import greenlet_spawn
+
+from convmem.kit.walcheckpoint import FALLBACK_PAGES, WalCheckpointer
 
 NAMING_CONVENTION = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -243,7 +245,11 @@ def _private_sqlite_file(engine: Engine) -> None:
         os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
 
 
-def make_engine(url: str, *, pool_size: int = 10) -> Engine:
+def make_engine(
+    url: str, *, pool_size: int = 10, checkpointer: WalCheckpointer | None = None
+) -> Engine:
+    """`checkpointer` (SQLite): the thread that checkpoints the file's WAL,
+    started with the first connection; connections then leave it the work."""
     if url.startswith("sqlite"):
         # Enough pooled connections that no request opens one: a new SQLite
         # connection re-reads the schema on its first statement.
@@ -259,7 +265,7 @@ def make_engine(url: str, *, pool_size: int = 10) -> Engine:
             # keep reusing one warm connection.
             pool_use_lifo=True,
         )
-        _configure_sqlite(engine)
+        _configure_sqlite(engine, checkpointer)
         _private_sqlite_file(engine)
         return engine
     if pool_size <= 0:
@@ -276,7 +282,7 @@ def make_engine(url: str, *, pool_size: int = 10) -> Engine:
     )
 
 
-def _configure_sqlite(engine: Engine) -> None:
+def _configure_sqlite(engine: Engine, checkpointer: WalCheckpointer | None) -> None:
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_conn: Any, _record: Any) -> None:
         # Let SQLAlchemy's "begin" event emit BEGIN itself (pysqlite's own
@@ -287,6 +293,9 @@ def _configure_sqlite(engine: Engine) -> None:
         cur.execute("PRAGMA synchronous=NORMAL")
         cur.execute("PRAGMA foreign_keys=ON")
         cur.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+        if checkpointer is not None:
+            cur.execute(f"PRAGMA wal_autocheckpoint={FALLBACK_PAGES}")
+            checkpointer.start()  # once the file is in WAL mode
         cur.close()
 
     @event.listens_for(engine, "begin")
@@ -317,7 +326,13 @@ class Database:
         self.url = url
         self.async_pool_size = async_pool_size
         self._loop_slots: dict[asyncio.AbstractEventLoop, asyncio.Semaphore] = {}
-        self.engine = make_engine(url, pool_size=pool_size)
+        path = make_url(url).database if url.startswith("sqlite") else None
+        self._checkpointer = (
+            WalCheckpointer(path)
+            if path and path != ":memory:" and not path.startswith("file:")
+            else None
+        )
+        self.engine = make_engine(url, pool_size=pool_size, checkpointer=self._checkpointer)
         # Per database (the same test as is_postgres, for code holding no session).
         self.is_sqlite = self.engine.dialect.name == "sqlite"
         self._sessions = sessionmaker(self.engine, expire_on_commit=False, autoflush=False)
@@ -435,6 +450,8 @@ class Database:
             session.close()
 
     def dispose(self) -> None:
+        if self._checkpointer is not None:
+            self._checkpointer.stop()
         self.engine.dispose()
         if self.async_engine is not None:
             self.async_engine.sync_engine.dispose()
