@@ -14,7 +14,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from convmem.identity.normalize import InvalidIdentifier, normalize
-from convmem.identity.resolution import IdConfig
+from convmem.identity.resolution import IdConfig, Key
 from convmem.ingest.coerce import (
     NULL_MARKER,
     TRIMMED,
@@ -322,14 +322,15 @@ def write_records(
     numbers: list[int],
     result: BatchResult,
     keep_outcomes: bool = False,
+    holders: dict[Key, set[str]] | None = None,
 ) -> dict[int, RowOutcome]:
-    """Write records through `engine.write`, counting each outcome into
-    `result`; with `keep_outcomes`, what became of each row, by row number."""
+    """Write records through `engine.write` (`holders`: see there), counting
+    each outcome into `result`; with `keep_outcomes`, what became of each row,
+    by row number."""
     counts = result.counts
     written: dict[int, RowOutcome] = {}
-    for number, outcome in zip(
-        numbers, engine.write(session, store_id, schema, records), strict=True
-    ):
+    outcomes = engine.write(session, store_id, schema, records, holders=holders)
+    for number, outcome in zip(numbers, outcomes, strict=True):
         if outcome.status == engine.REJECTED:
             counts.failed += 1
             reason = outcome.reason or "rejected"

@@ -99,6 +99,7 @@ def write(
     records: Sequence[Record],
     *,
     alone: bool = False,
+    holders: dict[Key, set[str]] | None = None,
 ) -> list[Outcome]:
     """Resolve and apply `records`; one outcome per record, in order.
 
@@ -107,7 +108,11 @@ def write(
 
     `alone`: the caller's transaction holds nothing else, before or after, so
     a write that turns out to be one insert (new profiles only) may commit on
-    its own (kit.db.autocommit_until_begin; only where that applies)."""
+    its own (kit.db.autocommit_until_begin; only where that applies).
+
+    `holders`: the holders of the records' identifiers, as `find_holders`
+    found them earlier in the caller's transaction (SQLite, where nobody else
+    writes meanwhile, and no fuzzy idType): not looked up again."""
     all_keys = {key for record in records for key in record.keys}
     if _may_skip_key_locks(session, schema, all_keys):
         # Without locks, a write that is one insert needs no transaction
@@ -115,7 +120,7 @@ def write(
         if alone:
             autocommit_until_begin(session)
         try:
-            return _write(session, store_id, schema, records, all_keys)
+            return _write(session, store_id, schema, records, all_keys, holders)
         except DBAPIError as exc:
             if is_unique_violation(exc):
                 raise RetryTransaction("a concurrent write added one of its identifiers") from exc
@@ -127,7 +132,7 @@ def write(
     # that changed between the look-up and its lock means the plan is stale;
     # rather than lock more rows out of order, the whole transaction restarts.
     repo.lock_keys(session, store_id, all_keys)
-    return _write(session, store_id, schema, records, all_keys)
+    return _write(session, store_id, schema, records, all_keys, holders)
 
 
 def _may_skip_key_locks(session: Session, schema: StoreSchema, keys: set[Key]) -> bool:
@@ -153,14 +158,19 @@ def _write(
     schema: StoreSchema,
     records: Sequence[Record],
     all_keys: set[Key],
+    known: dict[Key, set[str]] | None = None,
 ) -> list[Outcome]:
     now = utcnow()
     found = _create_alone(session, store_id, schema, records, all_keys, now)
     if isinstance(found, Outcome):
         return [found]
-    holders, exact = (
-        found if found is not None else _find_holders(session, store_id, schema, all_keys)
-    )
+    if found is None:
+        found = (
+            (known, known)
+            if known is not None
+            else _find_holders(session, store_id, schema, all_keys)
+        )
+    holders, exact = found
     outcomes: list[Outcome | None] = [None] * len(records)
     active = list(range(len(records)))
     while True:
@@ -213,7 +223,9 @@ def _write(
     # Unchanged records write nothing (and do not bump updated_at).
     written = [i for i in active if result[i].status != UNCHANGED]
     changes, removed = _trait_changes(schema, records, targets, written, now)
-    identifiers, per_type = _identifier_rows(store_id, schema, records, targets, written, now)
+    identifiers, per_type = _identifier_rows(
+        store_id, schema, records, targets, written, now, exact
+    )
     traits = trait_values.group_rows(store_id, changes)
     # New profiles only need trimming when one write brought more values than the limit.
     touched = {
@@ -552,8 +564,11 @@ def _identifier_rows(
     targets: list[str],
     written: list[int],
     now: dt.datetime,
+    exact: dict[Key, set[str]] | None = None,
 ) -> tuple[list[dict[str, Any]], dict[tuple[str, str], int]]:
-    """Identifier rows to add, and how many per (profile, idType)."""
+    """Identifier rows to add, and how many per (profile, idType); none for a
+    value its profile held already (`exact`: the holders found)."""
+    exact = exact or {}
     rows: dict[tuple[str, str, str], dict[str, Any]] = {}
     per_type: dict[tuple[str, str], int] = defaultdict(int)
     # Sort keys order identifiers by creation: one fresh id for the batch plus
@@ -562,7 +577,11 @@ def _identifier_rows(
     for index in written:
         record, profile_id = records[index], targets[index]
         for key in record.keys:
-            if key[0] in schema.configs and (profile_id, *key) not in rows:
+            if (
+                key[0] in schema.configs
+                and (profile_id, *key) not in rows
+                and profile_id not in exact.get(key, ())
+            ):
                 sort_key = f"{base}{len(rows):08d}"
                 rows[(profile_id, *key)] = identifier_row(
                     store_id, profile_id, schema, key, now, sort_key

@@ -225,15 +225,14 @@ def fuzzy_candidates(
     return [(value, pid) for value, pid in rows]
 
 
-_TOUCH_ONE = Prepared(
-    update(Profile.__table__)  # type: ignore[arg-type]
-    .where(Profile.store_id == bindparam("sid"), Profile.id == bindparam("pid"))
-    .values(updated_at=bindparam("now"))
-)
+_TOUCH_SQLITE = "UPDATE profiles SET updated_at = ? WHERE store_id = ? AND id = ?"
 
 
-def touch(session: Session, store_id: str, ids: Iterable[str], now: Any) -> None:
-    _TOUCH_ONE.execute_many(session, [{"sid": store_id, "pid": pid, "now": now} for pid in ids])
+def _touch_sqlite(session: Session, store_id: str, ids: Collection[str], now: Any) -> None:
+    """SQLite: set `updated_at` of stored profiles (on the driver, as inserts go)."""
+    if ids:
+        stamp = _sqlite_datetime(now)
+        driver_executemany(session, _TOUCH_SQLITE, [(stamp, store_id, pid) for pid in ids])
 
 
 def unique_scope(unique: bool, profile_id: str) -> str:
@@ -653,7 +652,7 @@ def insert_rows(
         }
         return int(_INSERT_ROWS_PG.all(session, **params)[0][0])
     added = insert_built(session, built_rows(profiles, traits, identifiers))
-    touch(session, store_id, ids, now)
+    _touch_sqlite(session, store_id, ids, now)
     return added
 
 

@@ -10,6 +10,7 @@ SQLite has one writer at a time."""
 from __future__ import annotations
 
 import datetime as dt
+import json
 from collections.abc import Iterable, Sequence
 from functools import lru_cache
 from typing import Any, NamedTuple
@@ -18,7 +19,7 @@ from sqlalchemy import bindparam, delete, select, text, tuple_
 from sqlalchemy.orm import Session
 
 from convmem.kit.db import core
-from convmem.kit.prepared import Prepared
+from convmem.kit.prepared import Prepared, driver_rows
 from convmem.profiles.models import ProfileTraitGroup
 
 G = ProfileTraitGroup
@@ -185,12 +186,40 @@ def of(
     profile_ids = list(profile_ids)
     if len(profile_ids) == 1 and groups is None:  # the hot path: a prebuilt statement
         return expand(_OF_ONE.all(session, store_id=store_id, profile_id=profile_ids[0]))
+    if groups is None and session.get_bind().dialect.name == "sqlite":
+        return expand(_of_many_sqlite(session, store_id, profile_ids))
     query = select(G.profile_id, G.group_name, G.traits).where(
         G.store_id == store_id, G.profile_id.in_(profile_ids)
     )
     if groups is not None:
         query = query.where(G.group_name.in_(list(groups)))
     return expand(core(session).execute(query))
+
+
+_SQLITE_IN_IDS = 500
+
+
+class _Row(NamedTuple):
+    profile_id: str
+    group_name: str
+    traits: dict[str, Any]
+
+
+def _of_many_sqlite(session: Session, store_id: str, profile_ids: list[str]) -> list[_Row]:
+    """SQLite: the rows of many profiles (an import batch's stored ones) on the
+    driver, without SQLAlchemy's per-parameter and per-row processing."""
+    rows: list[_Row] = []
+    for start in range(0, len(profile_ids), _SQLITE_IN_IDS):
+        chunk = profile_ids[start : start + _SQLITE_IN_IDS]
+        sql = (
+            "SELECT profile_id, group_name, traits FROM profile_trait_groups "
+            f"WHERE store_id = ? AND profile_id IN ({', '.join('?' * len(chunk))})"
+        )
+        rows.extend(
+            _Row(pid, group, json.loads(traits))
+            for pid, group, traits in driver_rows(session, sql, [store_id, *chunk])
+        )
+    return rows
 
 
 def window(session: Session, store_id: str, after: tuple[str, str] | None, limit: int) -> list[Any]:
