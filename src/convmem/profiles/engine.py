@@ -524,7 +524,8 @@ def _trait_changes(
                     entries.pop(w.name, None)
                 removed[(profile_id, w.group, w.name)] = None
                 continue
-            removed.pop((profile_id, w.group, w.name), None)
+            if removed:  # (a new profile's write, the common case, removes nothing)
+                removed.pop((profile_id, w.group, w.name), None)
             entries = changes.get((profile_id, w.group))
             if entries is None:
                 entries = changes[(profile_id, w.group)] = {}
