@@ -5,11 +5,17 @@ rows the file has."""
 
 from __future__ import annotations
 
+import threading
+import time
+from pathlib import Path
 from typing import Any
 
 import pytest
 from sqlalchemy import select
 
+from convmem.ingest import prebuild
+from convmem.ingest.csv_source import SourceError
+from convmem.ingest.loading import live_schema
 from convmem.kit.db import Database
 from convmem.profiles import trait_values
 from convmem.profiles.models import ProfileIdentifier
@@ -82,3 +88,86 @@ def test_a_file_built_ahead_imports_as_it_does_in_one_process(
     assert built["summary"] == plain["summary"]
     assert built_lines == plain_lines
     assert _stored(db, built_store) == _stored(db, plain_store)
+
+
+# -- the builder process and its receiver ----------------------------------------
+
+MAPPINGS = [("email", "Contact", "email"), ("first", "Contact", "firstName")]
+
+
+def _builder(
+    api: Api, db: Database, tmp_path: Path, body: bytes, batch_size: int = 2
+) -> prebuild.Builder:
+    if not db.is_sqlite:
+        pytest.skip("batches are built ahead on SQLite only")
+    store_id = make_store(api)
+    with db.transaction(write=False) as session:
+        schema = live_schema(session, account_sid=api.sid, store_id=store_id, cache={})
+    assert schema is not None
+    path = tmp_path / "people.csv"
+    path.write_bytes(body)
+    return prebuild.Builder(path, MAPPINGS, schema, store_id, start_row=1, batch_size=batch_size)
+
+
+def test_the_builder_hands_over_every_batch_in_order(
+    api: Api, db: Database, tmp_path: Path
+) -> None:
+    rows = [f"p{n}@example.com,P{n}" for n in range(7)]
+    builder = _builder(api, db, tmp_path, ("email,first\n" + "\n".join(rows) + "\n").encode())
+    try:
+        batches = list(builder)
+    finally:
+        builder.close()
+    assert [b.rows for b in batches] == [2, 2, 2, 1]
+    assert [b.last_row for b in batches] == [3, 5, 7, 8]
+    emails = [row[3] for b in batches for row in b.built[2]]
+    assert emails == [f"p{n}@example.com" for n in range(7)]
+
+
+def test_a_file_that_stops_being_csv_raises_where_the_reading_stopped(
+    api: Api, db: Database, tmp_path: Path
+) -> None:
+    # The bad byte past the first megabyte (text is decoded a megabyte at a
+    # time): the batches before it are handed over, then the error.
+    rows = [f"p{n}@example.com,P{n}" for n in range(60_000)]
+    body = ("email,first\n" + "\n".join(rows) + "\n").encode() + b"c@example.com,\xff\n"
+    builder = _builder(api, db, tmp_path, body, batch_size=10_000)
+    seen = []
+    try:
+        with pytest.raises(SourceError, match="not UTF-8"):
+            for built in builder:
+                seen.append(built.rows)
+    finally:
+        builder.close()
+    assert seen and set(seen) == {10_000}, seen
+
+
+def test_a_builder_that_dies_fails_the_iteration_instead_of_hanging(
+    api: Api, db: Database, tmp_path: Path
+) -> None:
+    rows = [f"p{n}@example.com,P{n}" for n in range(50)]
+    builder = _builder(api, db, tmp_path, ("email,first\n" + "\n".join(rows) + "\n").encode())
+    try:
+        batches = iter(builder)
+        next(batches)
+        builder._process.kill()  # the queue holds a few batches built ahead, then nothing
+        with pytest.raises(RuntimeError, match="builder process died"):
+            for _ in batches:
+                pass
+    finally:
+        builder.close()
+
+
+def test_closing_a_builder_mid_file_stops_its_receiver(
+    api: Api, db: Database, tmp_path: Path
+) -> None:
+    rows = [f"p{n}@example.com,P{n}" for n in range(50)]
+    builder = _builder(api, db, tmp_path, ("email,first\n" + "\n".join(rows) + "\n").encode())
+    next(iter(builder))
+    time.sleep(0.5)  # the rest is built: the receiver waits to hand over a batch
+    builder.close()
+    deadline = time.monotonic() + 5
+    while any(t.name == "convmem-import-receiver" for t in threading.enumerate()):
+        assert time.monotonic() < deadline, "the receiver thread outlived close()"
+        time.sleep(0.05)
+    assert not builder._process.is_alive()
