@@ -39,22 +39,28 @@ class WalCheckpointer:
         self.path = path
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()  # connections open on many threads
 
     def start(self) -> None:
         """Start the thread, unless it runs (a Database disposed of and used
         again starts a new one)."""
-        if self._thread is None:
-            self._stop = threading.Event()
-            self._thread = threading.Thread(
-                target=self._run, args=(self._stop,), name="convmem-wal-checkpoint", daemon=True
-            )
-            self._thread.start()
+        with self._lock:
+            if self._thread is None:
+                self._stop = threading.Event()
+                self._thread = threading.Thread(
+                    target=self._run,
+                    args=(self._stop,),
+                    name="convmem-wal-checkpoint",
+                    daemon=True,
+                )
+                self._thread.start()
 
     def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None and self._thread is not threading.current_thread():
-            self._thread.join(10)
-        self._thread = None
+        with self._lock:
+            thread, self._thread = self._thread, None
+            self._stop.set()
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(10)
 
     def _run(self, stop: threading.Event) -> None:
         try:
