@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import collections
 import dataclasses
-from collections.abc import Callable, Mapping, Sequence
+import functools
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 from sqlalchemy import Select, literal_column, select, true
@@ -176,6 +177,24 @@ def _fetched(connection: Connection, plan: _Plan, params: dict[str, Any]) -> lis
     if plan.results is None:
         return rows
     return [plan.convert(row) for row in rows]
+
+
+# Values per SQLite `IN (...)` list: a batch's thousands of values go in
+# statements of this many each.
+SQLITE_IN_VALUES = 500
+
+
+def sqlite_in_chunks(values: Sequence[Any]) -> Iterator[tuple[str, Sequence[Any]]]:
+    """`values` in slices of SQLITE_IN_VALUES, each with its placeholders
+    (`?, ?, ...`) for an `IN (...)` list."""
+    for start in range(0, len(values), SQLITE_IN_VALUES):
+        chunk = values[start : start + SQLITE_IN_VALUES]
+        yield _placeholders(len(chunk)), chunk
+
+
+@functools.cache
+def _placeholders(count: int) -> str:
+    return ", ".join("?" * count)
 
 
 def driver_executemany(session: Session, sql: str, rows: Sequence[Sequence[Any]]) -> int:

@@ -32,7 +32,13 @@ from sqlalchemy.orm import Session
 
 from convmem.identity.normalize import blocking_keys
 from convmem.kit.db import Base, UTCDateTime, affected, core, is_postgres
-from convmem.kit.prepared import Prepared, driver_executemany, driver_rows, take_guard
+from convmem.kit.prepared import (
+    Prepared,
+    driver_executemany,
+    driver_rows,
+    sqlite_in_chunks,
+    take_guard,
+)
 from convmem.profiles import trait_values
 from convmem.profiles.models import Profile, ProfileIdentifier, ProfileMerge, ProfileTraitGroup
 
@@ -180,7 +186,6 @@ def holders_exact(session: Session, store_id: str, keys: Iterable[Key]) -> dict[
     return found
 
 
-_SQLITE_IN_VALUES = 500
 _HOLDERS_SQL = (
     "SELECT value, profile_id FROM profile_identifiers "
     "WHERE store_id = {p} AND id_type = {p} AND value "
@@ -188,9 +193,7 @@ _HOLDERS_SQL = (
 _HOLDERS_ANY = _HOLDERS_SQL.format(p="%s") + "= ANY(%s)"
 
 
-@cache
-def _holders_in(count: int) -> str:
-    return _HOLDERS_SQL.format(p="?") + f"IN ({', '.join('?' * count)})"
+_HOLDERS_IN = _HOLDERS_SQL.format(p="?") + "IN ({})"
 
 
 def _holders_queries(
@@ -200,11 +203,8 @@ def _holders_queries(
     if postgres:
         return [(_HOLDERS_ANY, (store_id, id_type, values))]
     return [
-        (_holders_in(len(chunk)), (store_id, id_type, *chunk))
-        for chunk in (
-            values[start : start + _SQLITE_IN_VALUES]
-            for start in range(0, len(values), _SQLITE_IN_VALUES)
-        )
+        (_HOLDERS_IN.format(marks), (store_id, id_type, *chunk))
+        for marks, chunk in sqlite_in_chunks(values)
     ]
 
 

@@ -18,8 +18,8 @@ from typing import Any, NamedTuple
 from sqlalchemy import bindparam, delete, select, text, tuple_
 from sqlalchemy.orm import Session
 
-from convmem.kit.db import core
-from convmem.kit.prepared import Prepared, driver_rows
+from convmem.kit.db import core, is_postgres
+from convmem.kit.prepared import Prepared, driver_rows, sqlite_in_chunks
 from convmem.profiles.models import ProfileTraitGroup
 
 G = ProfileTraitGroup
@@ -186,7 +186,7 @@ def of(
     profile_ids = list(profile_ids)
     if len(profile_ids) == 1 and groups is None:  # the hot path: a prebuilt statement
         return expand(_OF_ONE.all(session, store_id=store_id, profile_id=profile_ids[0]))
-    if groups is None and session.get_bind().dialect.name == "sqlite":
+    if groups is None and not is_postgres(session):
         return expand(_of_many_sqlite(session, store_id, profile_ids))
     query = select(G.profile_id, G.group_name, G.traits).where(
         G.store_id == store_id, G.profile_id.in_(profile_ids)
@@ -194,9 +194,6 @@ def of(
     if groups is not None:
         query = query.where(G.group_name.in_(list(groups)))
     return expand(core(session).execute(query))
-
-
-_SQLITE_IN_IDS = 500
 
 
 class _Row(NamedTuple):
@@ -209,11 +206,10 @@ def _of_many_sqlite(session: Session, store_id: str, profile_ids: list[str]) -> 
     """SQLite: the rows of many profiles (an import batch's stored ones) on the
     driver, without SQLAlchemy's per-parameter and per-row processing."""
     rows: list[_Row] = []
-    for start in range(0, len(profile_ids), _SQLITE_IN_IDS):
-        chunk = profile_ids[start : start + _SQLITE_IN_IDS]
+    for marks, chunk in sqlite_in_chunks(profile_ids):
         sql = (
             "SELECT profile_id, group_name, traits FROM profile_trait_groups "
-            f"WHERE store_id = ? AND profile_id IN ({', '.join('?' * len(chunk))})"
+            f"WHERE store_id = ? AND profile_id IN ({marks})"
         )
         rows.extend(
             _Row(pid, group, json.loads(traits))
