@@ -109,11 +109,15 @@ def _builder(
     return prebuild.Builder(path, MAPPINGS, schema, store_id, start_row=1, batch_size=batch_size)
 
 
+def _csv(rows: list[str]) -> bytes:
+    return ("email,first\n" + "\n".join(rows) + "\n").encode()
+
+
 def test_the_builder_hands_over_every_batch_in_order(
     api: Api, db: Database, tmp_path: Path
 ) -> None:
     rows = [f"p{n}@example.com,P{n}" for n in range(7)]
-    builder = _builder(api, db, tmp_path, ("email,first\n" + "\n".join(rows) + "\n").encode())
+    builder = _builder(api, db, tmp_path, _csv(rows))
     try:
         batches = list(builder)
     finally:
@@ -130,7 +134,7 @@ def test_a_file_that_stops_being_csv_raises_where_the_reading_stopped(
     # The bad byte past the first megabyte (text is decoded a megabyte at a
     # time): the batches before it are handed over, then the error.
     rows = [f"p{n}@example.com,P{n}" for n in range(60_000)]
-    body = ("email,first\n" + "\n".join(rows) + "\n").encode() + b"c@example.com,\xff\n"
+    body = _csv(rows) + b"c@example.com,\xff\n"
     builder = _builder(api, db, tmp_path, body, batch_size=10_000)
     seen = []
     try:
@@ -146,7 +150,7 @@ def test_a_builder_that_dies_fails_the_iteration_instead_of_hanging(
     api: Api, db: Database, tmp_path: Path
 ) -> None:
     rows = [f"p{n}@example.com,P{n}" for n in range(50)]
-    builder = _builder(api, db, tmp_path, ("email,first\n" + "\n".join(rows) + "\n").encode())
+    builder = _builder(api, db, tmp_path, _csv(rows))
     try:
         batches = iter(builder)
         next(batches)
@@ -162,7 +166,7 @@ def test_closing_a_builder_mid_file_stops_its_receiver(
     api: Api, db: Database, tmp_path: Path
 ) -> None:
     rows = [f"p{n}@example.com,P{n}" for n in range(50)]
-    builder = _builder(api, db, tmp_path, ("email,first\n" + "\n".join(rows) + "\n").encode())
+    builder = _builder(api, db, tmp_path, _csv(rows))
     next(iter(builder))
     time.sleep(0.5)  # the rest is built: the receiver waits to hand over a batch
     builder.close()
