@@ -166,8 +166,11 @@ def test_closing_a_builder_mid_file_stops_its_receiver(
     api: Api, db: Database, tmp_path: Path
 ) -> None:
     rows = [f"p{n}@example.com,P{n}" for n in range(50)]
+    spool = prebuild.spool_dir(tmp_path / "people.csv")
+    spool.mkdir()
+    (spool / "1.batch").write_bytes(b"a killed run's batch")  # wiped at the start
     builder = _builder(api, db, tmp_path, _csv(rows))
-    next(iter(builder))
+    assert next(iter(builder)).last_row == 3
     time.sleep(0.5)  # the rest is built: the receiver waits to hand over a batch
     builder.close()
     deadline = time.monotonic() + 5
@@ -175,3 +178,4 @@ def test_closing_a_builder_mid_file_stops_its_receiver(
         assert time.monotonic() < deadline, "the receiver thread outlived close()"
         time.sleep(0.05)
     assert not builder._process.is_alive()
+    assert not spool.exists()  # the batches built ahead and not taken go too

@@ -15,12 +15,14 @@ import hashlib
 import hmac
 import os
 import secrets
+import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, Protocol
 from urllib.parse import urlencode, urlparse
 
+from convmem.ingest import prebuild
 from convmem.kit import s3
 from convmem.kit.errors import Forbidden
 from convmem.settings import Settings
@@ -131,6 +133,8 @@ class LocalStorage:
 
     def discard(self, upload: Upload) -> None:
         self.path(upload).unlink(missing_ok=True)
+        # A builder's batches, had its process been killed (ingest.prebuild).
+        shutil.rmtree(prebuild.spool_dir(self.path(upload)), ignore_errors=True)
 
 
 class S3Storage:

@@ -18,11 +18,12 @@ import multiprocessing
 import os
 import pickle
 import queue
+import shutil
 import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy.orm import Session
 
@@ -82,6 +83,15 @@ class Built:
 
 def _unpickled(*parts: bytes) -> Built:
     return Built(*(pickle.loads(part) for part in parts))
+
+
+class _Spooled(NamedTuple):
+    """A batch the builder left in a file (of the spool directory) for the
+    receiver: the pipe carries only its name. Through the pipe itself, each
+    batch's few MB crossed in 64 KB writes, each a wake-up of both processes,
+    and the pickling ran on a thread of its own competing with the building."""
+
+    path: str
 
 
 def build(
@@ -148,9 +158,21 @@ class Builder:
         # spawn: the server is multi-threaded, and a fork would copy its locks.
         context = multiprocessing.get_context("spawn")
         self._queue: Any = context.Queue(maxsize=AHEAD)
+        self._spool = spool_dir(path)
+        shutil.rmtree(self._spool, ignore_errors=True)  # a killed run's
+        self._spool.mkdir()
         self._process = context.Process(
             target=_run,
-            args=(self._queue, str(path), mappings, schema, store_id, start_row, batch_size),
+            args=(
+                self._queue,
+                str(path),
+                str(self._spool),
+                mappings,
+                schema,
+                store_id,
+                start_row,
+                batch_size,
+            ),
             daemon=True,
             name="convmem-import-builder",
         )
@@ -186,6 +208,8 @@ class Builder:
                     continue
             except BaseException as exc:  # a batch that cannot be read
                 item = exc
+            if isinstance(item, _Spooled):
+                item = _read_spooled(item)
             if isinstance(item, str):
                 item = SourceError(item)
             while not self._closed.is_set():  # until the writer takes it, or is done
@@ -203,11 +227,32 @@ class Builder:
             self._process.terminate()
         self._process.join(5)
         self._queue.close()
+        shutil.rmtree(self._spool, ignore_errors=True)
+
+
+def spool_dir(path: Path) -> Path:
+    """Where the builder of an import of the file at `path` leaves its
+    batches: next to the file (the same disk, which the data directory's
+    owner sized for uploads)."""
+    return path.with_name(path.name + ".building")
+
+
+def _read_spooled(spooled: _Spooled) -> Built | BaseException:
+    try:
+        with open(spooled.path, "rb") as handle:
+            data = handle.read()
+        os.unlink(spooled.path)
+        built = pickle.loads(data)
+    except BaseException as exc:  # a batch that cannot be read
+        return exc
+    assert isinstance(built, Built)
+    return built
 
 
 def _run(
     out: Any,
     path: str,
+    spool: str,
     mappings: list[tuple[str, str, str]],
     schema: StoreSchema,
     store_id: str,
@@ -222,8 +267,16 @@ def _run(
     # counting frees each batch): the cyclic collector would only rescan them.
     gc.disable()
     parent = os.getppid()
+    written = 0
 
     def put(item: Any) -> None:
+        nonlocal written
+        if isinstance(item, Built):
+            written += 1
+            name = os.path.join(spool, f"{written}.batch")
+            with open(name, "wb") as handle:
+                pickle.dump(item, handle, pickle.HIGHEST_PROTOCOL)
+            item = _Spooled(name)
         while True:  # until the writer takes it, or is gone
             try:
                 out.put(item, timeout=POLL_SECONDS)
