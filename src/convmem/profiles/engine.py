@@ -41,8 +41,7 @@ def find_holders(
     session: Session, store_id: str, schema: StoreSchema, keys: Iterable[Key]
 ) -> dict[Key, set[str]]:
     """Canonical profiles holding each key (or, for fuzzy idTypes, a similar value)."""
-    keys = set(keys)
-    return _with_fuzzy(session, store_id, schema, keys, repo.holders_exact(session, store_id, keys))
+    return _find_holders(session, store_id, schema, set(keys))[0]
 
 
 def _with_fuzzy(
@@ -366,7 +365,7 @@ def _find_holders(
 ) -> tuple[dict[Key, set[str]], dict[Key, set[str]]]:
     """Holders (fuzzy matches included) and exact holders of each key."""
     exact = repo.holders_exact(session, store_id, keys)
-    if not any(schema.configs.get(t) is not None and schema.configs[t].fuzzy for t, _ in keys):
+    if not any(config.fuzzy for config in schema.configs.values()):
         return exact, exact
     return _with_fuzzy(session, store_id, schema, keys, exact), exact
 

@@ -136,7 +136,7 @@ FEW_KEYS = 8
 
 
 @cache
-def _holders_few(count: int) -> Prepared:
+def _holders_few_statement(count: int) -> Prepared:
     # UNION ALL, not OR: each arm is an index search whatever the planner's
     # statistics (SQLite without ANALYZE searches an OR by store_id alone).
     # Selected from as a subquery, so the store check can ride on it.
@@ -154,35 +154,43 @@ def _holders_few(count: int) -> Prepared:
 
 
 def holders_exact(session: Session, store_id: str, keys: Iterable[Key]) -> dict[Key, set[str]]:
-    keys = sorted(set(keys))
-    found: dict[Key, set[str]] = {}
-    if len(keys) == 1:  # the common case (lookups, single creates): a prebuilt statement
-        (id_type, value) = keys[0]
-        holders = set(
-            _HOLDERS_ONE.scalars(session, store_id=store_id, id_type=id_type, value=value)
-        )
-        return {keys[0]: holders} if holders else {}
-    if 1 < len(keys) <= FEW_KEYS:
-        params = {f"t{n}": t for n, (t, _) in enumerate(keys)}
-        params |= {f"v{n}": v for n, (_, v) in enumerate(keys)}
-        for id_type, value, profile_id in _holders_few(len(keys)).all(
-            session, store_id=store_id, **params
-        ):
-            found.setdefault((id_type, value), set()).add(profile_id)
-        return found
+    unique = set(keys)
+    if len(unique) <= FEW_KEYS:
+        # Sorted: the prebuilt statements take the values in a stable order.
+        return _holders_few(session, store_id, sorted(unique))
     # One query per idType (and per 500 values on SQLite): an index search on
     # (store_id, id_type, value) for each value. (A row-value IN over
     # (id_type, value) pairs makes SQLite read the store's whole index.) Run
     # on the driver: a batch's thousands of values skip SQLAlchemy's
     # per-value parameter and per-row result processing.
     by_type: dict[str, list[str]] = {}
-    for id_type, value in keys:
+    for id_type, value in unique:
         by_type.setdefault(id_type, []).append(value)
     postgres = is_postgres(session)
-    for id_type, values in sorted(by_type.items()):
+    found: dict[Key, set[str]] = {}
+    for id_type, values in by_type.items():
         for sql, args in _holders_queries(postgres, store_id, id_type, values):
             for value, profile_id in driver_rows(session, sql, args):
                 found.setdefault((id_type, value), set()).add(profile_id)
+    return found
+
+
+def _holders_few(session: Session, store_id: str, keys: list[Key]) -> dict[Key, set[str]]:
+    if not keys:
+        return {}
+    if len(keys) == 1:  # the common case (lookups, single creates)
+        (id_type, value) = keys[0]
+        holders = set(
+            _HOLDERS_ONE.scalars(session, store_id=store_id, id_type=id_type, value=value)
+        )
+        return {keys[0]: holders} if holders else {}
+    params = {f"t{n}": t for n, (t, _) in enumerate(keys)}
+    params |= {f"v{n}": v for n, (_, v) in enumerate(keys)}
+    found: dict[Key, set[str]] = {}
+    for id_type, value, profile_id in _holders_few_statement(len(keys)).all(
+        session, store_id=store_id, **params
+    ):
+        found.setdefault((id_type, value), set()).add(profile_id)
     return found
 
 
@@ -559,7 +567,8 @@ def _insert_new_sql(keys: int, expect: int) -> str:
     """`_insert_rows_pg` for one new profile, done only when none of its
     `keys` is held (and, with a guard of `expect` columns, only while the
     guard's row is as expected): returns the guard's row (if any) joined with
-    the keys' holders. The look-up is `_holders_few`'s, one index search per key."""
+    the keys' holders. The look-up is `_holders_few_statement`'s, one index
+    search per key."""
     held = " UNION ALL ".join(
         "SELECT id_type, value, profile_id FROM profile_identifiers "
         f"WHERE store_id = :store_id AND id_type = :t{n} AND value = :v{n}"
