@@ -50,10 +50,12 @@ class Group:
 
 
 class _UnionFind:
-    def __init__(self) -> None:
-        self.parent: dict[object, object] = {}
+    """Records are nodes by their index (int), profiles by their id (str)."""
 
-    def find(self, node: object) -> object:
+    def __init__(self) -> None:
+        self.parent: dict[int | str, int | str] = {}
+
+    def find(self, node: int | str) -> int | str:
         self.parent.setdefault(node, node)
         root = node
         while self.parent[root] != root:
@@ -62,7 +64,7 @@ class _UnionFind:
             self.parent[node], node = root, self.parent[node]
         return root
 
-    def union(self, a: object, b: object) -> None:
+    def union(self, a: int | str, b: int | str) -> None:
         ra, rb = self.find(a), self.find(b)
         if ra != rb:
             self.parent[rb] = ra
@@ -88,15 +90,16 @@ def plan(
     first_record_of: dict[Key, int] = {}
 
     def link(record: int, profile: str, id_type: str) -> None:
-        uf.union(("r", record), ("p", profile))
+        uf.union(record, profile)
         rank = (priority.get(id_type, len(priority)), id_type)
         if profile not in link_rule or rank < link_rule[profile]:
             link_rule[profile] = rank
 
     for i, keys in enumerate(records):
-        uf.find(("r", i))
-        if anchors[i] is not None:
-            uf.union(("r", i), ("p", anchors[i]))
+        uf.find(i)
+        anchor = anchors[i]
+        if anchor is not None:
+            uf.union(i, anchor)
         compound: dict[str, int] = defaultdict(int)
         for key in set(keys):
             id_type = key[0]
@@ -108,7 +111,7 @@ def plan(
                     link(i, profile, id_type)
                 other = first_record_of.setdefault(key, i)
                 if other != i:
-                    uf.union(("r", i), ("r", other))
+                    uf.union(i, other)
             else:
                 for profile in holders.get(key, ()):
                     compound[profile] += 1
@@ -120,15 +123,15 @@ def plan(
                 )
                 link(i, profile, best)
 
-    groups: dict[object, Group] = {}
+    groups: dict[int | str, Group] = {}
     for i in range(len(records)):
-        root = uf.find(("r", i))
+        root = uf.find(i)
         groups.setdefault(root, Group(records=[], profiles=[])).records.append(i)
     for node in list(uf.parent):
-        if isinstance(node, tuple) and node[0] == "p":
+        if isinstance(node, str):
             root = uf.find(node)
             if root in groups:
-                groups[root].profiles.append(str(node[1]))
+                groups[root].profiles.append(node)
     result = []
     for group in groups.values():
         group.profiles.sort()
