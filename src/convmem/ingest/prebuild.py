@@ -137,7 +137,7 @@ def build(
 def can_prebuild(schema: StoreSchema) -> bool:
     """Whether a store's imports may be built ahead: not with a fuzzy idType
     (its holders are similar values, found only in the database)."""
-    return not any(config.fuzzy for config in schema.configs.values())
+    return not schema.has_fuzzy()
 
 
 class Builder:

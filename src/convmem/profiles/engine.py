@@ -365,7 +365,7 @@ def _find_holders(
 ) -> tuple[dict[Key, set[str]], dict[Key, set[str]]]:
     """Holders (fuzzy matches included) and exact holders of each key."""
     exact = repo.holders_exact(session, store_id, keys)
-    if not any(config.fuzzy for config in schema.configs.values()):
+    if not schema.has_fuzzy():
         return exact, exact
     return _with_fuzzy(session, store_id, schema, keys, exact), exact
 

@@ -36,6 +36,11 @@ class StoreSchema:
         """Whether a stored value belongs to a trait definition that exists now."""
         return def_key is not None and self.def_keys.get(trait_key) == def_key
 
+    def has_fuzzy(self) -> bool:
+        """Whether an idType matches similar values (holders are then found by
+        a search of the blocking indexes, not only by the exact value)."""
+        return any(config.fuzzy for config in self.configs.values())
+
     def promoted_traits(self) -> list[str]:
         """ "<group>.<trait>" of each trait promoted to a configured idType, sorted
         (identity settings cannot drop an idType a trait promotes to)."""
